@@ -1,0 +1,94 @@
+# Shared by the bin/ scripts: where the sink's runtime files live and how to
+# start, probe and stop it. Sourced, not run.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# SINK_* lines of .env apply unless the environment already sets them, so
+# `SINK_PORT=9100 bin/setup` and a SINK_PORT in .env both work.
+if [[ -f "$ROOT/.env" ]]; then
+  while IFS='=' read -r key value; do
+    [[ "$key" =~ ^SINK_[A-Z_]+$ ]] || continue
+    value=${value%\"}; value=${value#\"}; value=${value%\'}; value=${value#\'}
+    [[ -n "${!key+set}" ]] || export "$key=$value"
+  done < "$ROOT/.env"
+fi
+
+PORT=${SINK_PORT:-9009}
+HOST=${SINK_HOST:-127.0.0.1}
+RUN_DIR=${SINK_RUN_DIR:-$ROOT/.run}
+PID_FILE="$RUN_DIR/sink-$PORT.pid"
+LOG_FILE="$RUN_DIR/sink-$PORT.log"
+PY="$ROOT/.venv/bin/python"
+export SINK_PORT=$PORT SINK_HOST=$HOST
+export SINK_DB=${SINK_DB:-$RUN_DIR/sink-$PORT.sqlite}
+case "$HOST" in 0.0.0.0|"::"|"") PROBE_HOST=127.0.0.1 ;; *) PROBE_HOST=$HOST ;; esac
+URL="http://$PROBE_HOST:$PORT"
+
+ensure_venv() {
+  [[ -x "$PY" ]] || make -C "$ROOT" --no-print-directory setup >&2
+}
+
+# The pid of our sink on this port, if it is alive; nothing otherwise.
+sink_pid() {
+  [[ -f "$PID_FILE" ]] || return 0
+  local pid
+  pid=$(<"$PID_FILE")
+  if [[ "$pid" =~ ^[0-9]+$ ]] && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "movymporter.sink"; then
+    echo "$pid"
+  fi
+}
+
+# True when something answers GET /metrics on the port.
+answers() {
+  "$PY" - "$URL/metrics" <<'PY' 2>/dev/null
+import sys, urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=1).read()
+except Exception:
+    sys.exit(1)
+PY
+}
+
+start_sink() {
+  mkdir -p "$RUN_DIR"
+  if answers; then
+    echo "error: port $PORT already answers but is not a sink started by bin/setup; set SINK_PORT to a free port" >&2
+    exit 1
+  fi
+  cd "$ROOT"
+  setsid "$PY" -m movymporter.sink >>"$LOG_FILE" 2>&1 </dev/null &
+  local pid=$! waited=0
+  echo "$pid" > "$PID_FILE"
+  until answers; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "error: the sink exited during start-up; the end of $LOG_FILE says:" >&2
+      tail -n 5 "$LOG_FILE" >&2
+      rm -f "$PID_FILE"
+      exit 1
+    fi
+    if (( waited >= 150 )); then
+      echo "error: the sink did not answer on $URL within 15 s; see $LOG_FILE" >&2
+      exit 1
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  STARTED_PID=$pid
+}
+
+stop_sink() {
+  local pid waited=0
+  pid=$(sink_pid)
+  rm -f "$PID_FILE"
+  [[ -n "$pid" ]] || return 1
+  kill -TERM "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null; do
+    if (( waited >= 100 )); then
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  STOPPED_PID=$pid
+}

@@ -1,0 +1,1 @@
+"""A local stand-in for the movie service: `python -m movymporter.sink`."""

@@ -1,0 +1,54 @@
+"""Run the sink: settings from SINK_* variables, one JSON log line per request on stdout."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+
+import uvicorn
+from prometheus_client import disable_created_metrics
+from pydantic import ValidationError
+
+from movymporter.sink.app import SinkApp
+from movymporter.sink.settings import SinkSettings
+from movymporter.sink.store import MovieStore
+
+
+def main() -> int:
+    try:
+        settings = SinkSettings()
+    except ValidationError as error:
+        for problem in error.errors():
+            name = "SINK_" + "_".join(str(part) for part in problem["loc"]).upper()
+            print(f"sink: {name}: {problem['msg']} (got {problem['input']!r})", file=sys.stderr)
+        return 2
+    # The original service exposes plain counters; the *_created series would only add noise.
+    disable_created_metrics()
+    listener = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((settings.host, settings.port))
+    except OSError as error:
+        print(f"sink: cannot listen on {settings.host}:{settings.port}: {error.strerror}", file=sys.stderr)
+        return 2
+    listener.listen(1024)
+    port = listener.getsockname()[1]
+    app = SinkApp(settings, MovieStore(settings.db))
+    announcement = {"event": "listening", **settings.model_dump(), "port": port}
+    print(json.dumps(announcement), flush=True)
+    config = uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_keep_alive=5,
+    )
+    uvicorn.Server(config).run(sockets=[listener])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
