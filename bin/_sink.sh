@@ -7,8 +7,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # SINK_* lines of .env apply unless the environment already sets them, so
 # `SINK_PORT=9100 bin/setup` and a SINK_PORT in .env both work.
 if [[ -f "$ROOT/.env" ]]; then
-  while IFS='=' read -r key value; do
+  # `|| [[ -n $key ]]` keeps a last line without a newline; CRLF files lose the CR.
+  while IFS='=' read -r key value || [[ -n "$key" ]]; do
     [[ "$key" =~ ^SINK_[A-Z_]+$ ]] || continue
+    value=${value%$'\r'}
     value=${value%\"}; value=${value#\"}; value=${value%\'}; value=${value#\'}
     [[ -n "${!key+set}" ]] || export "$key=$value"
   done < "$ROOT/.env"
@@ -39,12 +41,15 @@ sink_pid() {
   fi
 }
 
-# True when something answers GET /metrics on the port.
+# True when something answers GET /metrics on the port (an HTTP error status
+# is an answer too: some other service holds the port).
 answers() {
   "$PY" - "$URL/metrics" <<'PY' 2>/dev/null
-import sys, urllib.request
+import sys, urllib.error, urllib.request
 try:
     urllib.request.urlopen(sys.argv[1], timeout=1).read()
+except urllib.error.HTTPError:
+    pass
 except Exception:
     sys.exit(1)
 PY
@@ -77,13 +82,23 @@ start_sink() {
   STARTED_PID=$pid
 }
 
+# True while the process runs. A zombie has already exited (its port is free);
+# only its parent can reap it, and when that is a PID 1 that reaps late or
+# never (containers), `kill -0` would keep saying "alive".
+running() {
+  local stat
+  { read -r stat < "/proc/$1/stat"; } 2>/dev/null || return 1
+  stat=${stat##*) }
+  [[ "${stat%% *}" != Z ]]
+}
+
 stop_sink() {
   local pid waited=0
   pid=$(sink_pid)
   rm -f "$PID_FILE"
   [[ -n "$pid" ]] || return 1
   kill -TERM "$pid" 2>/dev/null || true
-  while kill -0 "$pid" 2>/dev/null; do
+  while running "$pid"; do
     if (( waited >= 100 )); then
       kill -KILL "$pid" 2>/dev/null || true
     fi

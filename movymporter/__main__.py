@@ -1,0 +1,5 @@
+import sys
+
+from movymporter.cli import main
+
+sys.exit(main())

@@ -1,0 +1,149 @@
+"""The command line: argv -> Settings -> pipeline.run() -> exit status.
+
+This is the one place where the project's exceptions become messages and exit
+statuses; everything below it raises and returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from movymporter import __version__, pipeline
+from movymporter.errors import ConfigError, InputError, MovymporterError, SinkRefused, SinkUnreachable
+from movymporter.report import render_summary
+from movymporter.settings import Settings, load_settings, unknown_env_file_keys
+from movymporter.status import ExitStatus
+
+log = logging.getLogger("movymporter")
+
+EXIT_STATUS_BY_ERROR: tuple[tuple[type[MovymporterError], ExitStatus], ...] = (
+    (ConfigError, ExitStatus.USAGE),
+    (InputError, ExitStatus.USAGE),
+    (SinkRefused, ExitStatus.STOPPED),
+    (SinkUnreachable, ExitStatus.STOPPED),
+)
+
+DESCRIPTION = """\
+Import a movie CSV export into a web service that takes one JSON film per POST.
+Rows are validated, duplicates skipped, deliveries retried; what was not delivered
+goes to REPORT_DIR/rejected.csv with the reason, and the sink's /metrics are
+checked before and after to prove what arrived.
+
+Every option can also be set in .env or the environment under the name in
+brackets; a flag wins over the environment, which wins over .env."""
+
+EPILOG = """\
+exit status: 0 every row delivered or deliberately skipped; 1 some rows rejected
+or failed; 2 bad setting or unusable input (nothing sent); 3 run stopped
+(STOP_ON_ERRORS, sink unreachable, 401/403/404/405); 130 interrupted."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m movymporter",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--csv", dest="csv_in", metavar="PATH", help="CSV file to import [CSV_IN]")
+    add("--url", dest="url_out", metavar="URL", help="endpoint for one JSON film per POST [URL_OUT]")
+    add("--metrics-url", metavar="URL", help="sink's Prometheus metrics; default URL_OUT's origin + /metrics")
+    add("--report-dir", metavar="DIR", help="where the reports go; default reports [REPORT_DIR]")
+    add("--concurrency", metavar="N", help="POST requests in flight at once; default 16 [CONCURRENCY]")
+    add("--timeout", dest="read_timeout", metavar="S", help="seconds to wait for an answer; default 10 [READ_TIMEOUT]")
+    add("--connect-timeout", metavar="S", help="seconds to connect; default 3 [CONNECT_TIMEOUT]")
+    add("--max-attempts", metavar="N", help="attempts per row, retries included; default 15 [MAX_ATTEMPTS]")
+    add("--stop-on-errors", metavar="N", help="stop once N rows are rejected; 0 = never (default) [STOP_ON_ERRORS]")
+    add("--delimiter", metavar="D", help="one of , ; | tab; default: detected [DELIMITER]")
+    add("--encoding", metavar="NAME", help="e.g. utf-8, cp1252; default: detected [ENCODING]")
+    add("--log-level", metavar="LEVEL", help="DEBUG, INFO (default), WARNING, ERROR, CRITICAL [LOG_LEVEL]")
+    add("--dry-run", action=argparse.BooleanOptionalAction, help="validate and report, send nothing [DRY_RUN]")
+    add(
+        "--keep-duplicates",
+        action=argparse.BooleanOptionalAction,
+        help="also send rows equal to an earlier row [KEEP_DUPLICATES]",
+    )
+    add("--fresh", action=argparse.BooleanOptionalAction, help="ignore what earlier runs delivered [FRESH]")
+    add("--env-file", metavar="PATH", default=".env", help="settings file to read; default .env")
+    add("--no-progress", action="store_true", help="no progress bar, even on a terminal")
+    add("--traceback", action="store_true", help="show the Python traceback of an error")
+    add("--version", action="version", version=f"movymporter {__version__}")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    ignored = {"env_file", "no_progress", "traceback"}
+    return {name: value for name, value in vars(args).items() if name not in ignored and value is not None}
+
+
+class _Interrupts:
+    """First Ctrl-C (or SIGTERM): stop reading, drain, report. Second: quit at once."""
+
+    def __init__(self, halt: threading.Event) -> None:
+        self.halt = halt
+        self.count = 0
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+        if self.count > 1:
+            raise KeyboardInterrupt
+        self.halt.set()
+        log.warning(
+            "%s: finishing the requests in flight and writing the reports (Ctrl-C again to quit at once)",
+            signal.Signals(signum).name,
+        )
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self)
+        signal.signal(signal.SIGTERM, self)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(message)s", stream=sys.stderr, force=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    env_file = Path(args.env_file) if args.env_file else None
+    show_traceback = args.traceback
+    try:
+        settings = load_settings(_overrides(args), env_file)
+        _configure_logging(settings.log_level)
+        show_traceback = show_traceback or settings.log_level == "DEBUG"
+        for key in unknown_env_file_keys(env_file):
+            log.warning("%s: %s is not a setting of movymporter (typo?); it is ignored", env_file, key)
+        return _run(settings, progress_bar=sys.stderr.isatty() and not args.no_progress)
+    except MovymporterError as error:
+        if show_traceback:
+            traceback.print_exc()
+        print(f"movymporter: error: {error}", file=sys.stderr)
+        for kind, status in EXIT_STATUS_BY_ERROR:
+            if isinstance(error, kind):
+                return status
+        return ExitStatus.USAGE
+    except KeyboardInterrupt:
+        print("movymporter: interrupted; reports of this run may be incomplete", file=sys.stderr)
+        return ExitStatus.INTERRUPTED
+
+
+def _run(settings: Settings, *, progress_bar: bool) -> int:
+    halt = threading.Event()
+    _Interrupts(halt).install()
+    # While a bar is drawn, log records go through tqdm so they print above it.
+    with logging_redirect_tqdm() if progress_bar else contextlib.nullcontext():
+        result = pipeline.run(settings, halt=halt, progress_bar=progress_bar)
+    print(render_summary(result.summary))
+    return result.exit_status

@@ -1,0 +1,355 @@
+"""Streaming CSV input: encoding, delimiter, header, physical line numbers, malformed rows.
+
+The file is decoded with ``surrogateescape``: a byte that is not valid in the
+chosen encoding becomes a lone surrogate instead of an exception, so one bad
+row is reported as ``encoding-error`` while the rest of the file streams on,
+and the report can write the row's original bytes back unchanged.
+
+``csv.reader`` pulls one physical line at a time from a feed that numbers the
+lines and remembers those of the current record. That gives the line on which
+each record starts, across quoted multi-line fields and CRLF, and lets a
+record that swallowed the lines after an unbalanced quote be split: its first
+line is rejected and the others are parsed again.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from movymporter.errors import InputError
+
+DELIMITERS = (",", ";", "\t", "|")
+_NUMBER_TYPES = "INT INTEGER BIGINT SMALLINT LONG FLOAT DOUBLE REAL DECIMAL NUMERIC NUMBER NUM"
+_TEXT_TYPES = "STRING STR TEXT VARCHAR CHAR CAT CATEGORY CATEGORICAL FACTOR"
+_OTHER_TYPES = "BOOL BOOLEAN DATE DATETIME TIME TIMESTAMP"
+TYPE_NAMES = frozenset(f"{_NUMBER_TYPES} {_TEXT_TYPES} {_OTHER_TYPES}".split())
+REPORT_COLUMNS = ("line", "stage", "reason")
+
+_SAMPLE_BYTES = 1 << 20
+_SCAN_LIMIT = 64 << 20
+_SUSPECT = re.compile("[\x00\udc80-\udcff]")
+_UNDECODABLE = re.compile("[\udc80-\udcff]+")
+
+Line = tuple[int, str]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How the file is read, and whether each part was detected or given."""
+
+    encoding: str
+    delimiter: str
+    encoding_detected: bool
+    delimiter_detected: bool
+
+    def describe(self) -> str:
+        name = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}[self.delimiter]
+        how_enc = "detected" if self.encoding_detected else "given"
+        how_delim = "detected" if self.delimiter_detected else "given"
+        return f"encoding {self.encoding} ({how_enc}), delimiter {name} ({how_delim})"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadProblem:
+    """Why a record could not be read as a row: a short code and a plain sentence."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record of the file: where it starts and ends, and its cells as read."""
+
+    line: int
+    end_line: int
+    cells: list[str]
+    problem: ReadProblem | None = None
+
+
+def normalise_name(name: str) -> str:
+    """Header matching key: case-insensitive, spaces and a leading `*` trimmed (`*Image` -> `image`)."""
+    return name.replace("\ufeff", "").strip().lstrip("*").strip().lower()
+
+
+def is_type_row(cells: list[str]) -> bool:
+    """A line such as INT;INT;STRING;CAT;... that some exports put under the header."""
+    names = [cell.strip().upper() for cell in cells if cell.strip()]
+    return len(names) * 2 >= len(cells) > 0 and all(name in TYPE_NAMES for name in names)
+
+
+def detect_encoding(path: Path) -> str:
+    """UTF-8 (with or without BOM), UTF-16 with BOM, else cp1252.
+
+    Decided on the first non-ASCII bytes of the file, scanned up to 64 MiB: a
+    file whose non-ASCII bytes mostly form valid UTF-8 sequences is UTF-8 (the
+    odd broken byte is then an encoding error of its row); otherwise it is the
+    single-byte cp1252 of classic Windows exports.
+    """
+    with _explained(path), path.open("rb") as stream:
+        head = stream.read(_SAMPLE_BYTES)
+        if head.startswith(b"\xef\xbb\xbf"):
+            return "utf-8-sig"
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+            return "utf-16"
+        if head.count(b"\x00") * 10 > len(head) > 0:
+            raise InputError(
+                f"{path} looks like a binary file, or UTF-16 without a byte-order mark; "
+                "convert it to UTF-8 (e.g. iconv -f UTF-16 -t UTF-8) or pass --encoding"
+            )
+        sample, scanned = head, len(head)
+        while sample.isascii() and scanned < _SCAN_LIMIT:
+            sample = stream.read(_SAMPLE_BYTES)
+            if not sample:
+                return "utf-8"
+            scanned += len(sample)
+    if sample.isascii():
+        return "utf-8"
+    text = sample.decode("utf-8", errors="surrogateescape")
+    if len(sample) == _SAMPLE_BYTES:
+        text = text[:-4]  # a multi-byte sequence may be cut at the end of the sample
+    bad = sum(len(run) for run in _UNDECODABLE.findall(text))
+    good = sum(1 for char in text if char > "\x7f") - bad
+    return "utf-8" if good > bad else "cp1252"
+
+
+def estimate_rows(path: Path, size: int) -> int:
+    """Rows in the file, guessed from the mean length of its first lines; sizes in-memory tables."""
+    with _explained(path), path.open("rb") as stream:
+        head = stream.read(1 << 16)
+    return size * max(head.count(b"\n"), 1) // max(len(head), 1)
+
+
+def detect_delimiter(header_line: str) -> str:
+    """The candidate that occurs most often outside quotes in the header line.
+
+    The header is the one line whose cells are short names free of delimiters,
+    which makes it a steadier signal than data rows full of commas in titles
+    (csv.Sniffer looks at those and is easily misled).
+    """
+    counts = dict.fromkeys(DELIMITERS, 0)
+    quoted = False
+    for char in header_line:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in counts:
+            counts[char] += 1
+    best = max(DELIMITERS, key=lambda candidate: counts[candidate])
+    return best if counts[best] else ","
+
+
+class _LineFeed:
+    """Physical lines for csv.reader, numbered from 1, with replay for recovery.
+
+    Each iteration takes a replayed line first, else one line from the file,
+    and never reads ahead; so after a recovery a fresh iterator (and csv.reader)
+    can take over with nothing lost, even when the old one had reached the end.
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.number = 0
+        self.taken: list[Line] = []
+        self.replay: deque[Line] = deque()
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[str]:
+        taken, replay, next_line = self.taken, self.replay, self._stream.__next__
+        while True:
+            if replay:
+                item = replay.popleft()
+            else:
+                try:
+                    text = next_line()
+                except StopIteration:
+                    return
+                self.number += 1
+                item = (self.number, text)
+            taken.append(item)
+            yield item[1]
+
+
+class CsvInput:
+    """An open CSV file whose dialect and header are known; records are streamed."""
+
+    def __init__(self, path: Path, *, delimiter: str | None = None, encoding: str | None = None) -> None:
+        self.path = path
+        chosen_encoding = encoding or detect_encoding(path)
+        with _explained(path):
+            self._stream = path.open(encoding=chosen_encoding, errors="surrogateescape", newline="")
+            self.size = path.stat().st_size
+        self._width: int | None = None
+        self._feed = _LineFeed(self._stream)
+        self._lines = iter(self._feed)
+        first = self._first_non_blank_line()
+        self._delimiter = delimiter or detect_delimiter(first[1])
+        self.dialect = Dialect(
+            encoding=chosen_encoding,
+            delimiter=self._delimiter,
+            encoding_detected=encoding is None,
+            delimiter_detected=delimiter is None,
+        )
+        self._feed.replay.append(first)
+        self._restart()
+        self.blank_lines = first[0] - 1
+        self.type_row_line: int | None = None
+        header = self._next_record()
+        if header is None or header.problem is not None:
+            why = header.problem.message if header and header.problem else "no header line"
+            raise InputError(f"{path}: cannot read the header on line {first[0]}: {why}")
+        self.header_line = header.line
+        self.header = header.cells
+        self._width = len(header.cells)
+        self.names = [normalise_name(name) for name in header.cells]
+        self.is_report = tuple(self.names[:3]) == REPORT_COLUMNS
+
+    @property
+    def lines_read(self) -> int:
+        return self._feed.number
+
+    @property
+    def bytes_read(self) -> int:
+        return self._stream.buffer.tell()
+
+    def _restart(self) -> None:
+        self._lines = iter(self._feed)
+        self._csv = csv.reader(self._lines, delimiter=self._delimiter, strict=True)
+
+    def has_more(self) -> bool:
+        """Whether any line is left to read (after a stop, to tell where reading ended)."""
+        taken = self._feed.taken
+        taken.clear()
+        line = next(self._lines, None)
+        if line is None:
+            return False
+        self._feed.replay.appendleft(taken.pop())
+        self._restart()
+        return True
+
+    def records(self) -> Iterator[Record]:
+        """Data records in file order; blank lines and the type row are counted, not yielded."""
+        width = len(self.header)
+        first = True
+        while (record := self._next_record()) is not None:
+            cells = record.cells
+            if record.problem is None and (not cells or (not cells[0].strip() and not "".join(cells).strip())):
+                self.blank_lines += record.end_line - record.line + 1
+                continue
+            if first:
+                first = False
+                if is_type_row(cells):
+                    self.type_row_line = record.line
+                    continue
+            if record.problem is None and len(cells) != width:
+                record = _wrong_width(record, width)
+            yield record
+
+    def _next_record(self) -> Record | None:
+        taken = self._feed.taken
+        taken.clear()
+        try:
+            cells = next(self._csv)
+        except StopIteration:
+            return None
+        except csv.Error as error:
+            if not taken:
+                return None
+            return self._split_off_first_line(_explain_csv_error(error))
+        start, end = taken[0][0], taken[-1][0]
+        text = taken[0][1] if len(taken) == 1 else "".join(item[1] for item in taken)
+        if _SUSPECT.search(text):
+            return Record(start, end, cells, _encoding_problem(text, self.dialect.encoding))
+        if end > start and self._width is not None and len(cells) != self._width:
+            return self._split_off_first_line(f"that record has {len(cells)} fields where the header has {self._width}")
+        return Record(start, end, cells)
+
+    def _split_off_first_line(self, reason: str) -> Record:
+        """Reject the first line of the current record; the lines after it are parsed again.
+
+        A quote that opens a field and never closes properly makes csv read the
+        following lines as part of that field; setting only the first line aside
+        keeps the good rows after it.
+        """
+        taken = self._feed.taken
+        (number, text), rest = taken[0], taken[1:]
+        self._feed.replay.extendleft(reversed(rest))
+        self._restart()
+        cells = text.rstrip("\r\n").split(self.dialect.delimiter)
+        if _SUSPECT.search(text):
+            return Record(number, number, cells, _encoding_problem(text, self.dialect.encoding))
+        if rest:
+            reason = (
+                f"a quote opened on this line runs on to line {rest[-1][0]} ({reason}); "
+                "this line is set aside and the lines after it are read again"
+            )
+        return Record(number, number, cells, ReadProblem("source-error", reason))
+
+    def _first_non_blank_line(self) -> Line:
+        for text in self._lines:
+            if text.strip():
+                item = self._feed.taken[-1]
+                self._feed.taken.clear()
+                return item
+        raise InputError(f"{self.path} is empty: there is no header line")
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def __enter__(self) -> CsvInput:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _wrong_width(record: Record, width: int) -> Record:
+    found = len(record.cells)
+    code = "missing-cell" if found < width else "extra-cell"
+    return Record(
+        record.line,
+        record.end_line,
+        record.cells,
+        ReadProblem(code, f"the row has {found} field{'s' * (found != 1)}, the header has {width}"),
+    )
+
+
+def _encoding_problem(text: str, encoding: str) -> ReadProblem:
+    if "\x00" in text:
+        return ReadProblem("encoding-error", "the line contains a NUL byte (binary data, or a UTF-16 file?)")
+    run = _UNDECODABLE.search(text)
+    assert run is not None
+    shown = " ".join(f"0x{ord(char) - 0xDC00:02X}" for char in run.group()[:8])
+    hint = "; if the whole file is cp1252, pass --encoding cp1252" if encoding.startswith("utf-8") else ""
+    return ReadProblem("encoding-error", f"bytes {shown} are not valid {encoding}{hint}")
+
+
+def _explain_csv_error(error: csv.Error) -> str:
+    text = str(error)
+    if text.startswith("field larger than field limit"):
+        return f"a field is longer than {csv.field_size_limit()} characters"
+    if text == "unexpected end of data":
+        return "a quoted field is not closed before the end of the file"
+    if text.endswith("expected after '\"'"):
+        return 'a closing quote is followed by other characters (a quote inside a quoted field must be doubled: "")'
+    return f"malformed CSV ({text})"
+
+
+@contextmanager
+def _explained(path: Path) -> Iterator[None]:
+    """Turn the OS's reasons for not reading a file into one plain sentence."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise InputError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise InputError(f"{path} is a directory, not a CSV file") from None
+    except PermissionError:
+        raise InputError(f"cannot read {path}: permission denied") from None
+    except OSError as error:
+        raise InputError(f"cannot read {path}: {error.strerror or error}") from None

@@ -1,0 +1,132 @@
+"""The run's reports: rejected.csv, duplicates.csv, summary.json, and the summary for humans.
+
+Report files are written under temporary names and renamed when the run ends,
+so a report is never half-written, and re-importing reports/rejected.csv into
+the same REPORT_DIR reads the old file while the new one is being written.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from pathlib import Path
+from typing import IO, Any
+
+from movymporter.errors import ConfigError
+
+REJECTED = "rejected.csv"
+DUPLICATES = "duplicates.csv"
+SUMMARY = "summary.json"
+STAGES = ("read", "validate", "sink", "delivery")
+
+# A cell a spreadsheet would run as a formula gets a leading apostrophe. Cells that
+# already start with apostrophes before such a character get one more, so that
+# `restore` can undo exactly what `neutralise` did.
+_NEEDS_GUARD = re.compile(r"'*[=+\-@\t\r]")
+_GUARDED = re.compile(r"'+[=+\-@\t\r]")
+
+
+def neutralise(cell: str) -> str:
+    return "'" + cell if _NEEDS_GUARD.match(cell) else cell
+
+
+def restore(cell: str) -> str:
+    """Undo `neutralise`: used when a rejected.csv is imported again."""
+    return cell[1:] if _GUARDED.match(cell) else cell
+
+
+class Reports:
+    """Writers of the CSV reports, in the input's delimiter and encoding."""
+
+    def __init__(self, directory: Path, *, delimiter: str, encoding: str, header: list[str]) -> None:
+        self.directory = directory
+        self._encoding = encoding
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._rejected_file = self._open_partial(REJECTED)
+            self._duplicates_file = self._open_partial(DUPLICATES)
+        except OSError as error:
+            raise ConfigError(
+                f"REPORT_DIR (--report-dir) {directory}: cannot write reports there ({error.strerror or error}). "
+                "Accepted: a directory path you can write to."
+            ) from None
+        self._rejected = csv.writer(self._rejected_file, delimiter=delimiter, lineterminator="\r\n")
+        self._duplicates = csv.writer(self._duplicates_file, delimiter=delimiter, lineterminator="\r\n")
+        self._rejected.writerow(["line", "stage", "reason", *map(neutralise, header)])
+        self._duplicates.writerow(["line", "duplicate_of"])
+
+    def _open_partial(self, name: str) -> IO[str]:
+        return (self.directory / f".{name}.partial").open(
+            "w", encoding=self._encoding, errors="surrogateescape", newline=""
+        )
+
+    def reject(self, line: int, stage: str, reason: str, cells: list[str]) -> None:
+        reason = reason.encode(self._encoding, errors="backslashreplace").decode(self._encoding)
+        self._rejected.writerow([line, stage, reason, *map(neutralise, cells)])
+
+    def duplicate(self, line: int, first_line: int) -> None:
+        self._duplicates.writerow([line, first_line])
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        """Close the CSV reports, put them in place, and write summary.json."""
+        for handle, name in ((self._rejected_file, REJECTED), (self._duplicates_file, DUPLICATES)):
+            handle.close()
+            os.replace(self.directory / f".{name}.partial", self.directory / name)
+        partial = self.directory / f".{SUMMARY}.partial"
+        partial.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(partial, self.directory / SUMMARY)
+
+
+def _count(value: int) -> str:
+    return f"{value:,}"
+
+
+def render_summary(summary: dict[str, Any]) -> str:
+    """The final summary for humans, printed on stdout."""
+    counts = summary
+    where = summary["report_dir"]
+    rejected_file = f"{where}/{REJECTED}"
+    rows: list[tuple[str, int, str]] = []
+    if summary["dry_run"]:
+        rows.append(("valid (not sent: dry run)", counts["valid"], ""))
+    else:
+        rows.append(("delivered", counts["delivered"], ""))
+        if counts["already_delivered"]:
+            rows.append(("  of which in earlier runs", counts["already_delivered"], ""))
+    rows.append(("invalid", counts["invalid"], rejected_file if counts["invalid"] else ""))
+    if not summary["dry_run"]:
+        rows.append(("refused by the sink", counts["sink_rejected"], rejected_file if counts["sink_rejected"] else ""))
+        rows.append(("failed delivery", counts["failed"], rejected_file if counts["failed"] else ""))
+    if counts["not_attempted"]:
+        rows.append(("not attempted (stopped)", counts["not_attempted"], rejected_file))
+    duplicates_note = f"{where}/{DUPLICATES}" if counts["duplicates"] else ""
+    rows.append(("duplicates skipped", counts["duplicates"], duplicates_note))
+    if counts["duplicates_sent"]:
+        rows.append(("duplicates sent (--keep-duplicates)", counts["duplicates_sent"], ""))
+    rows.append(("blank lines skipped", counts["blank"], ""))
+    if not summary["dry_run"]:
+        rows.append(("retries", counts["retries"], ""))
+    width = max(len(label) for label, _, _ in rows)
+    lines = [
+        f"{summary['input']}: {_count(counts['rows'])} rows in {summary['elapsed_s']:.1f} s "
+        f"({_count(round(summary['rows_per_s']))} rows/s)"
+    ]
+    lines += [f"  {label:<{width}}  {_count(value):>10}  {note}".rstrip() for label, value, note in rows]
+    if summary["stopped"]:
+        lines.append(f"stopped: {summary['stopped']}")
+        if summary["unread_from_line"]:
+            lines.append(f"  lines from {summary['unread_from_line']} on were not read")
+    if summary["top_reasons"]:
+        lines.append("top reasons rows were not delivered:")
+        lines += [f"  {item['rows']:>8,}  {item['reason']}" for item in summary["top_reasons"]]
+    check = summary["metrics_check"]
+    lines.append(f"metrics check: {check['state']}")
+    if check["statuses"]:
+        lines.append(f"  {'status':<8}{'sink delta':>12}{'importer saw':>14}")
+        for status, item in check["statuses"].items():
+            verdict = "ok" if item["match"] else "MISMATCH"
+            lines.append(f"  {status:<8}{item['sink_delta']:>12,}{item['importer_saw']:>14,}  {verdict}")
+    lines += [f"  note: {note}" for note in check["notes"]]
+    return "\n".join(lines)

@@ -1,0 +1,198 @@
+"""The data contract: one pydantic model of what the sink accepts (SPEC sections 2 and 3).
+
+Input values are the strings of a CSV row; the model trims them, parses the
+numbers strictly (``1990.0`` is not a year, ``1_990`` is not a number), and
+raises one error per failing field, each with a short code in the spirit of
+frictionless reports and a plain sentence. A valid row becomes the JSON body
+of one POST.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError, ValidationInfo
+from pydantic.functional_validators import PlainValidator
+from pydantic_core import PydanticCustomError
+
+from movymporter.errors import InputError
+
+FIELDS = ("year", "length", "title", "subject", "actor", "actress", "director", "popularity", "awards", "image")
+REQUIRED_COLUMNS = ("title", "year")
+FIRST_YEAR = 1888
+POPULARITY_RANGE = (0, 100)
+AWARDS = {"yes": "Yes", "no": "No", "": ""}
+IMAGE_EXTENSIONS = ("png", "jpg", "jpeg")
+
+TYPE_ERROR = "type-error"
+CONSTRAINT_ERROR = "constraint-error"
+ENCODING_ERROR = "encoding-error"
+
+# Tab and newline are the only control characters allowed in text; U+FFFD marks
+# text that was decoded with the wrong encoding somewhere upstream.
+_CONTROL_CHARS = "\x00-\x08\x0b-\x1f\x7f-\x9f"
+TEXT_PATTERN = f"^[^{_CONTROL_CHARS}\ufffd]*$"
+_FIRST_BAD_CHAR = re.compile(f"[{_CONTROL_CHARS}\ufffd]")
+_INTEGER = re.compile(r"[+-]?\d+\Z", re.ASCII)
+_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z", re.ASCII)
+_DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+\Z", re.ASCII)
+_IMAGE = re.compile(rf".+\.({'|'.join(IMAGE_EXTENSIONS)})\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One reason a row is refused: code, field, and a sentence for a human."""
+
+    code: str
+    field: str | None
+    message: str
+    rule: str
+    """The message without the offending value, to count rows by reason."""
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+def _fail(code: str, rule: str, value: object | None = None) -> PydanticCustomError:
+    shown = "" if value is None else f", got {value!r}"
+    return PydanticCustomError(code, rule + shown, {"rule": rule})
+
+
+def _year(value: Any, info: ValidationInfo) -> int:
+    text = str(value).strip()
+    if not text:
+        raise _fail(CONSTRAINT_ERROR, "year is required")
+    if not _INTEGER.match(text):
+        raise _fail(TYPE_ERROR, "year must be a whole number", text)
+    year = int(text)
+    last = info.context["max_year"] if info.context else dt.date.today().year
+    if not FIRST_YEAR <= year <= last:
+        raise _fail(CONSTRAINT_ERROR, f"year must be from {FIRST_YEAR} to {last}", year)
+    return year
+
+
+def _number(field: str, text: str) -> int | float | None:
+    text = text.strip()
+    if not text:
+        return None
+    if _INTEGER.match(text):
+        return int(text)
+    if not _DECIMAL.match(text):
+        hint = " (use a dot as the decimal separator)" if _DECIMAL_COMMA.match(text) else ""
+        raise _fail(TYPE_ERROR, f"{field} must be a number{hint}", text)
+    number = float(text)
+    if not math.isfinite(number):
+        raise _fail(CONSTRAINT_ERROR, f"{field} must be a finite number", text)
+    return number
+
+
+def _length(value: Any) -> int | float | None:
+    number = _number("length", str(value))
+    if number is not None and number <= 0:
+        raise _fail(CONSTRAINT_ERROR, "length must be a positive number", number)
+    return number
+
+
+def _popularity(value: Any) -> int | float | None:
+    number = _number("popularity", str(value))
+    low, high = POPULARITY_RANGE
+    if number is not None and not low <= number <= high:
+        raise _fail(CONSTRAINT_ERROR, f"popularity must be from {low} to {high}", number)
+    return number
+
+
+def _awards(value: Any) -> str:
+    text = str(value).strip()
+    awards = AWARDS.get(text.lower())
+    if awards is None:
+        raise _fail(CONSTRAINT_ERROR, "awards must be Yes, No (any case) or empty", text)
+    return awards
+
+
+def _image(value: str) -> str:
+    if value and not _IMAGE.search(value):
+        extensions = ", ".join(f".{ext}" for ext in IMAGE_EXTENSIONS)
+        raise _fail(CONSTRAINT_ERROR, f"image must be a file name ending in {extensions} (lower case)", value)
+    return value
+
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, pattern=TEXT_PATTERN)]
+
+
+class Movie(BaseModel):
+    """A film as the sink accepts it. Field order is the JSON order."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    year: Annotated[int, PlainValidator(_year)]
+    length: Annotated[int | float | None, PlainValidator(_length)] = None
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=TEXT_PATTERN)]
+    subject: Text = ""
+    actor: Text = ""
+    actress: Text = ""
+    director: Text = ""
+    popularity: Annotated[int | float | None, PlainValidator(_popularity)] = None
+    awards: Annotated[str, PlainValidator(_awards)] = ""
+    image: Annotated[Text, AfterValidator(_image)] = ""
+
+
+class Contract:
+    """Validates rows against Movie for one run (the year limit is fixed when the run starts)."""
+
+    def __init__(self, max_year: int | None = None) -> None:
+        self.max_year = max_year or dt.date.today().year
+        self._context = {"max_year": self.max_year}
+
+    def validate(self, values: dict[str, str]) -> Movie | list[Problem]:
+        """The movie, or every problem of the row (not just the first)."""
+        try:
+            return Movie.model_validate(values, context=self._context)
+        except ValidationError as error:
+            return [_problem(detail) for detail in error.errors(include_url=False)]
+
+
+def to_json(movie: Movie) -> bytes:
+    return movie.model_dump_json().encode()
+
+
+def column_positions(names: list[str]) -> dict[str, int]:
+    """Which column holds each field; InputError when a required column is missing or doubled."""
+    positions: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if name in FIELDS:
+            if name in positions:
+                raise InputError(f"the column {name!r} appears twice (columns {positions[name] + 1} and {index + 1})")
+            positions[name] = index
+    missing = [name for name in REQUIRED_COLUMNS if name not in positions]
+    if missing:
+        found = ", ".join(repr(name) for name in names) or "none"
+        raise InputError(
+            f"required column{'s' * (len(missing) > 1)} {' and '.join(missing)} not found in the header "
+            f"(columns found: {found}); names are matched ignoring case, spaces and a leading '*'"
+        )
+    return positions
+
+
+def _problem(detail: Any) -> Problem:
+    field = str(detail["loc"][0]) if detail["loc"] else None
+    kind, value = detail["type"], detail.get("input")
+    if kind in (TYPE_ERROR, CONSTRAINT_ERROR, ENCODING_ERROR):
+        return Problem(kind, field, detail["msg"], detail["ctx"]["rule"])
+    if kind == "string_pattern_mismatch" and isinstance(value, str):
+        bad = _FIRST_BAD_CHAR.search(value)
+        if bad is None or bad.group() == "\ufffd":
+            rule = f"{field} contains U+FFFD, the mark of text decoded with the wrong encoding"
+            return Problem(ENCODING_ERROR, field, rule, rule)
+        rule = f"{field} contains a control character"
+        return Problem(CONSTRAINT_ERROR, field, f"{rule} (U+{ord(bad.group()):04X})", rule)
+    if kind in ("missing", "string_too_short"):
+        return Problem(CONSTRAINT_ERROR, field, f"{field} is required", f"{field} is required")
+    if kind == "string_unicode":
+        rule = f"{field} is not valid text"
+        return Problem(ENCODING_ERROR, field, rule, rule)
+    code = TYPE_ERROR if kind.endswith(("_type", "_parsing")) else CONSTRAINT_ERROR
+    return Problem(code, field, f"{field}: {detail['msg']}", f"{field}: {kind}")

@@ -1,0 +1,271 @@
+"""One POST per record through a pooled `requests` session, retried by `tenacity`.
+
+The retry policy, the session and the sleep are injected (tenacity's own habit),
+so tests drive every branch with `responses` and a recording sleep, without
+waiting.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from tenacity.stop import stop_base
+from tenacity.wait import wait_base
+from urllib3.exceptions import InvalidHeader
+from urllib3.util import Retry
+
+from movymporter import __version__
+from movymporter.errors import SinkUnreachable
+from movymporter.settings import Settings
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+REJECT_STATUSES = frozenset({400, 422})
+REFUSE_STATUSES = frozenset({401, 403, 404, 405})
+ALIVE_STATUSES = frozenset({408, 429})
+"""Retryable answers that still prove the sink is up and reading (it asks us to slow down)."""
+
+_REASON_LIMIT = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A validated row ready to send, with what the report needs if it is not delivered."""
+
+    line: int
+    cells: list[str]
+    body: bytes
+    key: str
+
+
+class Verdict(Enum):
+    DELIVERED = "delivered"
+    REJECTED = "sink_rejected"
+    """400 or 422: the sink read the row and refused it; final."""
+    FAILED = "failed"
+    """Retries exhausted, or an answer that retrying cannot change."""
+    REFUSED = "refused"
+    """401/403/404/405 or a redirect: the configuration is wrong, the run stops."""
+    ABORTED = "not_attempted"
+    """Cut short by a stop before the sink gave a final answer."""
+
+
+@dataclass(slots=True)
+class Outcome:
+    delivery: Delivery
+    verdict: Verdict
+    reason: str = ""
+    status: int | None = None
+    attempts: int = 0
+    statuses: list[int] = field(default_factory=list)
+    """Status of every answered attempt, for the metrics reconciliation."""
+    unanswered: int = 0
+    """Attempts that ended without an answer (timeouts, resets): the sink may have counted them."""
+
+
+class RetryableAnswer(Exception):
+    """The sink answered with a status worth another attempt."""
+
+    def __init__(self, status: int, retry_after: float | None) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.retry_after = retry_after
+
+
+NO_ANSWER_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+TRANSIENT_ERRORS = (*NO_ANSWER_ERRORS, RetryableAnswer)
+
+
+class SinkHealth:
+    """Declares the sink down when nothing usable came back for `after` seconds while attempts kept failing."""
+
+    def __init__(self, after: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._after = after
+        self._clock = clock
+        self._last_answer = clock()
+        self.last_error = ""
+        self.down = False
+
+    def answered(self) -> None:
+        self._last_answer = self._clock()
+
+    def failed(self, error: str) -> None:
+        self.last_error = error
+        if self._clock() - self._last_answer > self._after:
+            self.down = True
+
+
+class wait_retry_after_or(wait_base):  # lower case, like tenacity's own strategies
+    """Wait what a 429/503 Retry-After asks for (capped), else fall back to the given strategy."""
+
+    def __init__(self, fallback: wait_base, cap: float) -> None:
+        self._fallback = fallback
+        self._cap = cap
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(error, RetryableAnswer) and error.retry_after is not None:
+            return min(error.retry_after, self._cap)
+        return self._fallback(retry_state)
+
+
+class stop_when(stop_base):  # lower case, like tenacity's own strategies
+    """Stop retrying as soon as the condition holds (the run is stopping, or the sink is down)."""
+
+    def __init__(self, condition: Callable[[], bool]) -> None:
+        self._condition = condition
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self._condition()
+
+
+def make_session(concurrency: int) -> requests.Session:
+    """A session whose pool keeps one keep-alive connection per request in flight."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=concurrency, pool_block=True, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers.update({"Content-Type": "application/json", "User-Agent": f"movymporter/{__version__}"})
+    return session
+
+
+def make_retrying(settings: Settings, give_up: Callable[[], bool], sleep: Callable[[float], object]) -> Retrying:
+    """The retry policy of SPEC section 3: transient errors only, exponential backoff with full jitter."""
+    return Retrying(
+        retry=retry_if_exception_type(TRANSIENT_ERRORS),
+        stop=stop_after_attempt(settings.max_attempts) | stop_when(give_up),
+        wait=wait_retry_after_or(
+            wait_random_exponential(multiplier=settings.backoff_initial, max=settings.backoff_max),
+            cap=settings.retry_after_max,
+        ),
+        sleep=sleep,
+        reraise=True,
+    )
+
+
+def retry_after_seconds(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(Retry(0).parse_retry_after(value)))
+    except InvalidHeader:
+        return None
+
+
+class Sender:
+    """Delivers one record per call; safe to call from many threads at once."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        halt: threading.Event,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], object] | None = None,
+        health: SinkHealth | None = None,
+    ) -> None:
+        self._url = settings.url_out
+        self._timeout = (settings.connect_timeout, settings.read_timeout)
+        self._connect_timeout = settings.connect_timeout
+        self.session = session or make_session(settings.concurrency)
+        self._halt = halt
+        self._max_attempts = settings.max_attempts
+        self.health = health or SinkHealth(settings.unreachable_after)
+        self._retrying = make_retrying(settings, self._giving_up, sleep or halt.wait)
+
+    def _giving_up(self) -> bool:
+        return self._halt.is_set() or self.health.down
+
+    def check_reachable(self) -> None:
+        """Fail fast, before reading the file, when nothing listens at URL_OUT."""
+        parts = urlsplit(self._url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            socket.create_connection((parts.hostname or "", port), timeout=self._connect_timeout).close()
+        except OSError as error:
+            raise SinkUnreachable(
+                f"cannot connect to {parts.hostname}:{port} for {self._url} ({error.strerror or error}); "
+                "is the sink running? (bin/setup starts the local one)"
+            ) from None
+
+    def deliver(self, delivery: Delivery) -> Outcome:
+        outcome = Outcome(delivery, Verdict.FAILED)
+        try:
+            response = self._retrying(self._attempt, delivery, outcome)
+        except TRANSIENT_ERRORS as error:
+            if self._giving_up() and outcome.attempts < self._max_attempts:
+                outcome.verdict = Verdict.ABORTED
+                outcome.reason = f"not delivered: the run stopped during retries (last: {_describe(error)})"
+            else:
+                outcome.reason = f"gave up after {outcome.attempts} attempts (last: {_describe(error)})"
+            outcome.status = error.status if isinstance(error, RetryableAnswer) else None
+            return outcome
+        outcome.status = status = response.status_code
+        if 200 <= status < 300:
+            outcome.verdict = Verdict.DELIVERED
+        elif status in REJECT_STATUSES:
+            outcome.verdict = Verdict.REJECTED
+            outcome.reason = f"sink {status}: {_first_line(response.text) or '(no reason given)'}"
+        elif status in REFUSE_STATUSES or 300 <= status < 400:
+            outcome.verdict = Verdict.REFUSED
+            where = f" to {response.headers.get('Location')}" if 300 <= status < 400 else ""
+            outcome.reason = f"the sink answered {status} {response.reason}{where} for POST {self._url}"
+        else:
+            outcome.reason = f"sink {status}: {_first_line(response.text) or response.reason}"
+        return outcome
+
+    def _attempt(self, delivery: Delivery, outcome: Outcome) -> requests.Response:
+        outcome.attempts += 1
+        try:
+            response = self.session.post(
+                self._url,
+                data=delivery.body,
+                headers={"Idempotency-Key": delivery.key},
+                timeout=self._timeout,
+                allow_redirects=False,
+            )
+        except NO_ANSWER_ERRORS as error:
+            outcome.unanswered += 1
+            self.health.failed(_describe(error))
+            raise
+        status = response.status_code
+        outcome.statuses.append(status)
+        if status in RETRY_STATUSES:
+            if status in ALIVE_STATUSES:
+                self.health.answered()
+            else:
+                self.health.failed(f"HTTP {status}")
+            raise RetryableAnswer(status, retry_after_seconds(response))
+        self.health.answered()
+        return response
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line[:_REASON_LIMIT]
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, RetryableAnswer):
+        return str(error)
+    if isinstance(error, requests.Timeout):
+        return "timeout"
+    if isinstance(error, requests.ConnectionError):
+        text = str(error)
+        for marker in ("Connection refused", "Connection reset", "Remote end closed", "Name or service not known"):
+            if marker in text:
+                return marker.lower()
+        return "connection error"
+    return type(error).__name__
