@@ -31,9 +31,9 @@ format: setup
 
 ## demo: start the sink and import the bundled sample
 demo: setup
-	bin/setup > /dev/null
-	$(PY) -m movymporter --csv examples/films.csv; status=$$?; \
-	  echo "importer exit status: $$status (1 = some rows were rejected, as the sample intends)"; \
+	@bin/setup | cat
+	@$(PY) -m movymporter --csv examples/films.csv; status=$$?; \
+	  echo "importer exit status: $$status (1 = some rows were rejected: the sample has real-world defects on purpose)"; \
 	  [[ $$status -le 1 ]]
 
 ## bench: measure throughput and memory (see bench/README.md)

@@ -17,14 +17,16 @@ import io
 import random
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 HEADER = ["Year", "Length", "Title", "Subject", "Actor", "Actress", "Director", "Popularity", "Awards", "*Image"]
 TYPE_ROW = ["INT", "INT", "STRING", "CAT", "CAT", "CAT", "CAT", "INT", "BOOL", "STRING"]
 
 SUBJECTS = ["Drama", "Comedy", "Action", "Horror", "Western", "Mystery", "Science Fiction", "War", "Music", "Romance"]
-FIRST = ["Anna", "Bruno", "Clara", "Diego", "Elsa", "Félix", "Greta", "Hugo", "Inés", "Jonas", "Karin", "Luis",
-         "Marta", "Nils", "Olga", "Pablo", "Rosa", "Sven", "Teresa", "Ulrich", "Vera", "Walter", "Yvonne", "Zoé"]  # fmt: skip
+FIRST = ["Anna", "Bruno", "Clara", "Diego", "Elsa", "Félix", "Greta", "Hugo", "Inés", "Jonas", "Karin",
+         "Luis", "Marta", "Nils", "Olga", "Pablo", "Rosa", "Sven", "Teresa", "Ulrich", "Vera", "Walter",
+         "Yvonne", "Zoé"]  # fmt: skip
 LAST = ["Almeida", "Bergström", "Castaño", "Duval", "Eriksen", "Fontaine", "García", "Hauser", "Ibáñez", "Jansen",
         "Kowalski", "Larsen", "Müller", "Novak", "Olsen", "Peña", "Quintero", "Rossi", "Schäfer", "Torres",
         "Umberto", "Vidal", "Weber", "Zúñiga"]  # fmt: skip
@@ -85,31 +87,49 @@ VALUE_DEFECTS: list[Callable[[list[str]], list[str]]] = [
 ]
 
 
-def rows(count: int, seed: int, defect_rate: float, duplicate_rate: float) -> Iterator[list[str] | str]:
-    """Data rows (lists) and raw lines (str, written as they are) for `count` records."""
+Film = tuple[int, str, str, str, str, str]
+"""What identifies a film in the oracle: year, title, subject, actor, actress, director."""
+
+
+def film_of(row: list[str]) -> Film:
+    return (int(row[0]), row[2].strip(), row[3], row[4], row[5], row[6])
+
+
+def rows(count: int, seed: int, defect_rate: float, duplicate_rate: float) -> Iterator[tuple[str, list[str] | str]]:
+    """(kind, row) for `count` records: kind is valid, duplicate, invalid or blank; a blank row is ""."""
     rng = random.Random(seed)
     recent: list[list[str]] = []
     for serial in range(count):
         roll = rng.random()
         if recent and roll < duplicate_rate:
-            yield list(rng.choice(recent))
+            yield "duplicate", list(rng.choice(recent))
             continue
         row = valid_row(rng, serial)
         if roll < duplicate_rate + defect_rate:
             kind = rng.random()
             if kind < 0.15:
-                yield row[: rng.randint(3, 9)]  # missing cells
+                yield "invalid", row[: rng.randint(3, 9)]  # missing cells
             elif kind < 0.22:
-                yield [*row, "extra"]  # one cell too many
+                yield "invalid", [*row, "extra"]  # one cell too many
             elif kind < 0.25:
-                yield ""  # blank line
+                yield "blank", ""
             else:
-                yield rng.choice(VALUE_DEFECTS)(row)
+                yield "invalid", rng.choice(VALUE_DEFECTS)(row)
             continue
         recent.append(row)
         if len(recent) > 500:
             recent.pop(rng.randrange(len(recent)))
-        yield row
+        yield "valid", row
+
+
+@dataclass
+class Expected:
+    """What a correct import of the written file does: the oracle of the integration tests."""
+
+    films: set[Film] = field(default_factory=set)
+    invalid_lines: list[int] = field(default_factory=list)
+    duplicate_lines: list[int] = field(default_factory=list)
+    blank_lines: list[int] = field(default_factory=list)
 
 
 def write(
@@ -123,32 +143,55 @@ def write(
     defect_rate: float = 0.05,
     duplicate_rate: float = 0.03,
     extras: bool = False,
-) -> None:
-    """Write the file. `extras` adds the rare structural defects (multi-line cell, stray quote, bad byte)."""
+) -> Expected:
+    """Write the file; `extras` adds the rare structural defects (multi-line cell, stray quote, bad byte)."""
+    expected = Expected()
     out.parent.mkdir(parents=True, exist_ok=True)
+    line = 1
     with out.open("wb") as binary:
         text = io.TextIOWrapper(binary, encoding=encoding, newline="", write_through=False)
         writer = csv.writer(text, delimiter=delimiter, lineterminator="\r\n")
         writer.writerow(HEADER)
         if type_row:
             writer.writerow(TYPE_ROW)
-        for index, row in enumerate(rows(count, seed, defect_rate, duplicate_rate)):
+            line += 1
+        for index, (kind, row) in enumerate(rows(count, seed, defect_rate, duplicate_rate)):
+            line += 1
             if isinstance(row, str):
                 text.write(row + "\r\n")
+                expected.blank_lines.append(line)
             else:
                 writer.writerow(row)
+                if kind == "invalid":
+                    expected.invalid_lines.append(line)
+                elif film_of(row) in expected.films:
+                    expected.duplicate_lines.append(line)
+                else:
+                    expected.films.add(film_of(row))
+            if extras and index == count // 3:
+                text.write("\r\n" + delimiter * (len(HEADER) - 1) + "\r\n")  # a blank line, then an empty row
+                expected.blank_lines += [line + 1, line + 2]
+                line += 2
             if extras and index == count // 4:
-                writer.writerow(["1994", "101", "Two Lines\nOne Film", "Drama", "Weber, Hugo", "", "", "50", "No", ""])
+                two_lines = ["1994", "101", "Two Lines\nOne Film", "Drama", "Weber, Hugo", "", "", "50", "No", ""]
+                writer.writerow(two_lines)
+                expected.films.add(film_of(two_lines))
+                line += 2
             if extras and index == count // 2:
                 text.write(delimiter.join(["1961", "95", '"Unclosed Quote', "Comedy", "", "", "", "40", "No", ""]))
                 text.write("\r\n")
+                line += 1
+                expected.invalid_lines.append(line)
             if extras and index == 3 * count // 4:
                 text.flush()
                 bad = "ÿ".encode("cp1252") if encoding.lower().startswith("utf") else b"\x81"
                 binary.write(delimiter.encode().join([b"1977", b"99", b"Wrong " + bad + b"yte", b"Drama"]))
                 binary.write(delimiter.encode() * 6 + b"\r\n")
+                line += 1
+                expected.invalid_lines.append(line)
         text.flush()
         text.detach()
+    return expected
 
 
 def main(argv: list[str] | None = None) -> int:

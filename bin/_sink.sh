@@ -31,14 +31,28 @@ ensure_venv() {
   [[ -x "$PY" ]] || make -C "$ROOT" --no-print-directory setup >&2
 }
 
-# The pid of our sink on this port, if it is alive; nothing otherwise.
+# The pid of our sink on this port, if it is alive; nothing otherwise. A pid
+# file left by a crash may name a reused pid: it counts only if that process is
+# a sink started for this very port.
 sink_pid() {
   [[ -f "$PID_FILE" ]] || return 0
   local pid
   pid=$(<"$PID_FILE")
-  if [[ "$pid" =~ ^[0-9]+$ ]] && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "movymporter.sink"; then
+  if [[ "$pid" =~ ^[0-9]+$ ]] \
+    && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "movymporter.sink" \
+    && tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx "SINK_PORT=$PORT"; then
     echo "$pid"
   fi
+}
+
+# Wait up to $1 tenths of a second for the sink to answer.
+wait_answer() {
+  local waited=0
+  until answers; do
+    (( waited < $1 )) || return 1
+    sleep 0.1
+    waited=$((waited + 1))
+  done
 }
 
 # True when something answers GET /metrics on the port (an HTTP error status

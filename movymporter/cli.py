@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also send rows equal to an earlier row [KEEP_DUPLICATES]",
     )
     add("--fresh", action=argparse.BooleanOptionalAction, help="ignore what earlier runs delivered [FRESH]")
-    add("--env-file", metavar="PATH", default=".env", help="settings file to read; default .env")
+    add("--env-file", metavar="PATH", help="settings file to read; default .env when it exists")
     add("--no-progress", action="store_true", help="no progress bar, even on a terminal")
     add("--traceback", action="store_true", help="show the Python traceback of an error")
     add("--version", action="version", version=f"movymporter {__version__}")
@@ -117,9 +117,11 @@ def _configure_logging(level: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    env_file = Path(args.env_file) if args.env_file else None
+    env_file = Path(args.env_file or ".env")
     show_traceback = args.traceback
     try:
+        if args.env_file and not env_file.is_file():
+            raise ConfigError(f"--env-file {env_file}: no such file")
         settings = load_settings(_overrides(args), env_file)
         _configure_logging(settings.log_level)
         show_traceback = show_traceback or settings.log_level == "DEBUG"

@@ -7,6 +7,7 @@ problem, not ours.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import requests
@@ -63,6 +64,8 @@ def parse(text: str) -> Snapshot:
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 if sample.name == POST_COUNTER:
+                    if not math.isfinite(sample.value):
+                        raise MetricsUnavailable(f"{POST_COUNTER} has the value {sample.value}")
                     status = sample.labels.get("status", "")
                     post[status] = post.get(status, 0.0) + sample.value
     except ValueError as error:
@@ -82,7 +85,7 @@ def scrape(session: requests.Session, url: str, timeout: float) -> Snapshot:
 
 def reconcile(before: Snapshot, after: Snapshot, seen: dict[int, int], unanswered: int) -> Reconciliation:
     """Compare what the sink counted during the run with the answers the importer received."""
-    statuses = sorted(set(CHECKED_STATUSES) | set(after.post) | {str(status) for status in seen})
+    statuses = sorted(set(CHECKED_STATUSES) | set(before.post) | set(after.post) | {str(status) for status in seen})
     lines = [
         Line(status, round(after.post.get(status, 0.0) - before.post.get(status, 0.0)), seen.get(int(status), 0))
         for status in statuses

@@ -41,8 +41,9 @@ class Progress:
             return
         self._next = now + self._interval
         rate = counts["rows"] / max(now - self._started, 1e-9)
+        sent = f"valid {counts['valid']:,}" if counts["valid"] else f"delivered {counts['delivered']:,}"
         stats = (
-            f"{counts['rows']:,} rows, {rate:,.0f} rows/s, delivered {counts['delivered']:,}, "
+            f"{counts['rows']:,} rows, {rate:,.0f} rows/s, {sent}, "
             f"rejected {counts['invalid'] + counts['sink_rejected'] + counts['failed']:,}, "
             f"duplicates {counts['duplicates']:,}, retries {counts['retries']:,}"
         )

@@ -14,6 +14,7 @@ line is rejected and the others are parsed again.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import re
 from collections import deque
@@ -34,6 +35,8 @@ REPORT_COLUMNS = ("line", "stage", "reason")
 
 _SAMPLE_BYTES = 1 << 20
 _SCAN_LIMIT = 64 << 20
+_ENOUGH_EVIDENCE = 64
+"""Non-ASCII characters seen before the encoding is decided."""
 _SUSPECT = re.compile("[\x00\udc80-\udcff]")
 _UNDECODABLE = re.compile("[\udc80-\udcff]+")
 
@@ -88,10 +91,11 @@ def is_type_row(cells: list[str]) -> bool:
 def detect_encoding(path: Path) -> str:
     """UTF-8 (with or without BOM), UTF-16 with BOM, else cp1252.
 
-    Decided on the first non-ASCII bytes of the file, scanned up to 64 MiB: a
-    file whose non-ASCII bytes mostly form valid UTF-8 sequences is UTF-8 (the
-    odd broken byte is then an encoding error of its row); otherwise it is the
-    single-byte cp1252 of classic Windows exports.
+    Decided on the first non-ASCII text of the file (scanned up to 64 MiB): if
+    it mostly forms valid UTF-8 the file is UTF-8 (an odd broken byte is then an
+    encoding error of its row); otherwise it is the single-byte cp1252 of classic
+    Windows exports. An incremental decoder carries a character cut between two
+    reads over to the next one.
     """
     with _explained(path), path.open("rb") as stream:
         head = stream.read(_SAMPLE_BYTES)
@@ -104,20 +108,21 @@ def detect_encoding(path: Path) -> str:
                 f"{path} looks like a binary file, or UTF-16 without a byte-order mark; "
                 "convert it to UTF-8 (e.g. iconv -f UTF-16 -t UTF-8) or pass --encoding"
             )
-        sample, scanned = head, len(head)
-        while sample.isascii() and scanned < _SCAN_LIMIT:
-            sample = stream.read(_SAMPLE_BYTES)
-            if not sample:
-                return "utf-8"
-            scanned += len(sample)
-    if sample.isascii():
-        return "utf-8"
-    text = sample.decode("utf-8", errors="surrogateescape")
-    if len(sample) == _SAMPLE_BYTES:
-        text = text[:-4]  # a multi-byte sequence may be cut at the end of the sample
-    bad = sum(len(run) for run in _UNDECODABLE.findall(text))
-    good = sum(1 for char in text if char > "\x7f") - bad
-    return "utf-8" if good > bad else "cp1252"
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
+        good = bad = scanned = 0
+        chunk = head
+        while good + bad < _ENOUGH_EVIDENCE and scanned < _SCAN_LIMIT:
+            final = len(chunk) < _SAMPLE_BYTES
+            text = decoder.decode(chunk, final=final)
+            if not text.isascii():
+                undecodable = sum(len(run) for run in _UNDECODABLE.findall(text))
+                bad += undecodable
+                good += len(text) - len(text.encode("ascii", errors="ignore")) - undecodable
+            scanned += len(chunk)
+            if final:
+                break
+            chunk = stream.read(_SAMPLE_BYTES)
+    return "utf-8" if good >= bad else "cp1252"
 
 
 def estimate_rows(path: Path, size: int) -> int:
@@ -184,6 +189,15 @@ class CsvInput:
         with _explained(path):
             self._stream = path.open(encoding=chosen_encoding, errors="surrogateescape", newline="")
             self.size = path.stat().st_size
+        try:
+            self._open(delimiter, encoding, chosen_encoding)
+        except BaseException:
+            self._stream.close()
+            raise
+
+    def _open(self, delimiter: str | None, encoding: str | None, chosen_encoding: str) -> None:
+        """Find the dialect and read the header."""
+        path = self.path
         self._width: int | None = None
         self._feed = _LineFeed(self._stream)
         self._lines = iter(self._feed)
@@ -201,7 +215,10 @@ class CsvInput:
         self.type_row_line: int | None = None
         header = self._next_record()
         if header is None or header.problem is not None:
-            why = header.problem.message if header and header.problem else "no header line"
+            why = "no header line"
+            if header is not None and header.problem is not None:
+                quoting = header.problem.code == "source-error"
+                why = "its quotes are unbalanced or malformed" if quoting else header.problem.message
             raise InputError(f"{path}: cannot read the header on line {first[0]}: {why}")
         self.header_line = header.line
         self.header = header.cells
@@ -211,7 +228,8 @@ class CsvInput:
 
     @property
     def lines_read(self) -> int:
-        return self._feed.number
+        """Physical lines consumed: read from the file and not waiting to be read again."""
+        return self._feed.number - len(self._feed.replay)
 
     @property
     def bytes_read(self) -> int:
@@ -222,7 +240,9 @@ class CsvInput:
         self._csv = csv.reader(self._lines, delimiter=self._delimiter, strict=True)
 
     def has_more(self) -> bool:
-        """Whether any line is left to read (after a stop, to tell where reading ended)."""
+        """Whether any line is left to read (after a stop, to tell where reading ended).
+
+        Reads one line ahead and puts it back, so `lines_read` does not change."""
         taken = self._feed.taken
         taken.clear()
         line = next(self._lines, None)
@@ -291,8 +311,9 @@ class CsvInput:
         return Record(number, number, cells, ReadProblem("source-error", reason))
 
     def _first_non_blank_line(self) -> Line:
+        """The header's line: lines before it that are empty, or only delimiters (Excel), count as blank."""
         for text in self._lines:
-            if text.strip():
+            if text.strip().strip("".join(DELIMITERS)).strip():
                 item = self._feed.taken[-1]
                 self._feed.taken.clear()
                 return item

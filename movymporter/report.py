@@ -46,7 +46,11 @@ class Reports:
         try:
             directory.mkdir(parents=True, exist_ok=True)
             self._rejected_file = self._open_partial(REJECTED)
-            self._duplicates_file = self._open_partial(DUPLICATES)
+            try:
+                self._duplicates_file = self._open_partial(DUPLICATES)
+            except OSError:
+                self._rejected_file.close()
+                raise
         except OSError as error:
             raise ConfigError(
                 f"REPORT_DIR (--report-dir) {directory}: cannot write reports there ({error.strerror or error}). "
@@ -75,7 +79,8 @@ class Reports:
             handle.close()
             os.replace(self.directory / f".{name}.partial", self.directory / name)
         partial = self.directory / f".{SUMMARY}.partial"
-        partial.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        # ASCII escapes keep the JSON valid even for a file name that is not UTF-8.
+        partial.write_text(json.dumps(summary, indent=2) + "\n", encoding="ascii")
         os.replace(partial, self.directory / SUMMARY)
 
 

@@ -67,27 +67,32 @@ def _year(value: Any, info: ValidationInfo) -> int:
     if not text:
         raise _fail(CONSTRAINT_ERROR, "year is required")
     if not _INTEGER.match(text):
-        raise _fail(TYPE_ERROR, "year must be a whole number", text)
-    year = int(text)
+        raise _fail(TYPE_ERROR, "year must be a whole number", _shown(text))
     last = info.context["max_year"] if info.context else dt.date.today().year
-    if not FIRST_YEAR <= year <= last:
-        raise _fail(CONSTRAINT_ERROR, f"year must be from {FIRST_YEAR} to {last}", year)
+    # A year of more than 6 digits is out of range whatever it is; int() of a huge one is slow or refused.
+    year = int(text) if len(text) <= 6 else None
+    if year is None or not FIRST_YEAR <= year <= last:
+        raise _fail(CONSTRAINT_ERROR, f"year must be from {FIRST_YEAR} to {last}", _shown(text))
     return year
 
 
 def _number(field: str, text: str) -> int | float | None:
+    """A JSON number from a cell: ints stay ints, anything beyond a double's range is refused."""
     text = text.strip()
     if not text:
         return None
-    if _INTEGER.match(text):
-        return int(text)
     if not _DECIMAL.match(text):
         hint = " (use a dot as the decimal separator)" if _DECIMAL_COMMA.match(text) else ""
-        raise _fail(TYPE_ERROR, f"{field} must be a number{hint}", text)
+        raise _fail(TYPE_ERROR, f"{field} must be a number{hint}", _shown(text))
     number = float(text)
     if not math.isfinite(number):
-        raise _fail(CONSTRAINT_ERROR, f"{field} must be a finite number", text)
-    return number
+        raise _fail(CONSTRAINT_ERROR, f"{field} must be a finite number", _shown(text))
+    return int(text) if _INTEGER.match(text) else number
+
+
+def _shown(text: str) -> str:
+    """A value as quoted in a message: long ones are cut."""
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _length(value: Any) -> int | float | None:

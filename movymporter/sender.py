@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_random_exponential
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 from urllib3.exceptions import InvalidHeader
@@ -65,10 +65,13 @@ class Outcome:
     reason: str = ""
     status: int | None = None
     attempts: int = 0
+    counted: int = 0
+    """Attempts that count against MAX_ATTEMPTS (see Sender._attempt)."""
     statuses: list[int] = field(default_factory=list)
     """Status of every answered attempt, for the metrics reconciliation."""
     unanswered: int = 0
     """Attempts that ended without an answer (timeouts, resets): the sink may have counted them."""
+    last_error: str = ""
 
 
 class RetryableAnswer(Exception):
@@ -85,22 +88,36 @@ TRANSIENT_ERRORS = (*NO_ANSWER_ERRORS, RetryableAnswer)
 
 
 class SinkHealth:
-    """Declares the sink down when nothing usable came back for `after` seconds while attempts kept failing."""
+    """Whether the sink answers at all, across every thread.
+
+    `answers` counts usable answers (a lost increment between threads is harmless:
+    it is only ever compared for change). The sink is down once attempts have kept
+    failing, with no usable answer in between, for `after` seconds; the run then stops.
+    """
 
     def __init__(self, after: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._after = after
         self._clock = clock
-        self._last_answer = clock()
+        self._failing_since: float | None = None
+        self.answers = 0
         self.last_error = ""
         self.down = False
 
     def answered(self) -> None:
-        self._last_answer = self._clock()
+        self.answers += 1
+        self._failing_since = None
 
     def failed(self, error: str) -> None:
         self.last_error = error
-        if self._clock() - self._last_answer > self._after:
+        now = self._clock()
+        if self._failing_since is None:
+            self._failing_since = now
+        elif now - self._failing_since > self._after:
             self.down = True
+
+
+class Halted(Exception):
+    """The run is stopping (or the sink is down): this attempt is not made."""
 
 
 class wait_retry_after_or(wait_base):  # lower case, like tenacity's own strategies
@@ -115,6 +132,17 @@ class wait_retry_after_or(wait_base):  # lower case, like tenacity's own strateg
         if isinstance(error, RetryableAnswer) and error.retry_after is not None:
             return min(error.retry_after, self._cap)
         return self._fallback(retry_state)
+
+
+class stop_after_counted_attempts(stop_base):  # lower case, like tenacity's own strategies
+    """Like tenacity's stop_after_attempt, on the attempts the Outcome (second argument) counts."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        outcome: Outcome = retry_state.args[1]
+        return outcome.counted >= self._limit
 
 
 class stop_when(stop_base):  # lower case, like tenacity's own strategies
@@ -140,8 +168,8 @@ def make_session(concurrency: int) -> requests.Session:
 def make_retrying(settings: Settings, give_up: Callable[[], bool], sleep: Callable[[float], object]) -> Retrying:
     """The retry policy of SPEC section 3: transient errors only, exponential backoff with full jitter."""
     return Retrying(
-        retry=retry_if_exception_type(TRANSIENT_ERRORS),
-        stop=stop_after_attempt(settings.max_attempts) | stop_when(give_up),
+        retry=retry_if_exception_type(TRANSIENT_ERRORS),  # Halted is not retried: it ends the call
+        stop=stop_after_counted_attempts(settings.max_attempts) | stop_when(give_up),
         wait=wait_retry_after_or(
             wait_random_exponential(multiplier=settings.backoff_initial, max=settings.backoff_max),
             cap=settings.retry_after_max,
@@ -157,7 +185,7 @@ def retry_after_seconds(response: requests.Response) -> float | None:
         return None
     try:
         return max(0.0, float(Retry(0).parse_retry_after(value)))
-    except InvalidHeader:
+    except (InvalidHeader, ValueError, OverflowError):
         return None
 
 
@@ -201,10 +229,18 @@ class Sender:
         outcome = Outcome(delivery, Verdict.FAILED)
         try:
             response = self._retrying(self._attempt, delivery, outcome)
+        except Halted:
+            outcome.verdict = Verdict.ABORTED
+            why = "the sink stopped answering" if self.health.down else "the run was stopped"
+            last = f" (last: {outcome.last_error})" if outcome.last_error else ""
+            outcome.reason = f"not delivered: {why}{last}"
+            outcome.status = outcome.statuses[-1] if outcome.statuses else None
+            return outcome
         except TRANSIENT_ERRORS as error:
-            if self._giving_up() and outcome.attempts < self._max_attempts:
+            if self._giving_up() and outcome.counted < self._max_attempts:
                 outcome.verdict = Verdict.ABORTED
-                outcome.reason = f"not delivered: the run stopped during retries (last: {_describe(error)})"
+                why = "the sink stopped answering" if self.health.down else "the run was stopped"
+                outcome.reason = f"not delivered: {why} (last: {_describe(error)})"
             else:
                 outcome.reason = f"gave up after {outcome.attempts} attempts (last: {_describe(error)})"
             outcome.status = error.status if isinstance(error, RetryableAnswer) else None
@@ -224,7 +260,13 @@ class Sender:
         return outcome
 
     def _attempt(self, delivery: Delivery, outcome: Outcome) -> requests.Response:
+        """One POST. An attempt that got no answer counts against MAX_ATTEMPTS only if the sink
+        answered someone else meanwhile: when nothing answers, the rows in flight wait (up to
+        UNREACHABLE_AFTER) for the sink to come back instead of failing one by one."""
+        if self._giving_up():
+            raise Halted
         outcome.attempts += 1
+        answers_before = self.health.answers
         try:
             response = self.session.post(
                 self._url,
@@ -235,15 +277,20 @@ class Sender:
             )
         except NO_ANSWER_ERRORS as error:
             outcome.unanswered += 1
-            self.health.failed(_describe(error))
+            if self.health.answers != answers_before:
+                outcome.counted += 1
+            outcome.last_error = _describe(error)
+            self.health.failed(outcome.last_error)
             raise
+        outcome.counted += 1
         status = response.status_code
         outcome.statuses.append(status)
         if status in RETRY_STATUSES:
+            outcome.last_error = f"HTTP {status}"
             if status in ALIVE_STATUSES:
                 self.health.answered()
             else:
-                self.health.failed(f"HTTP {status}")
+                self.health.failed(outcome.last_error)
             raise RetryableAnswer(status, retry_after_seconds(response))
         self.health.answered()
         return response

@@ -99,7 +99,14 @@ class Settings(BaseSettings):
     fresh: bool = Field(False, description="ignore the resume state of earlier runs")
     progress_interval: float = Field(10.0, gt=0, description="seconds between stats lines when not on a terminal")
 
-    @field_validator("url_out", "metrics_url")
+    @field_validator("url_out")
+    @classmethod
+    def _url_out(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("empty")
+        return cls._http_url(value) or value
+
+    @field_validator("metrics_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None or value == "":
@@ -129,10 +136,12 @@ class Settings(BaseSettings):
     def _encoding(cls, value: Any) -> str | None:
         if value is None or str(value).strip() == "":
             return None
+        name = str(value).strip()
         try:
-            return codecs.lookup(str(value).strip()).name
+            "".encode(name)  # LookupError for unknown names and for codecs such as base64 that are not text
+            return codecs.lookup(name).name
         except LookupError:
-            raise ValueError("unknown encoding") from None
+            raise ValueError("unknown text encoding") from None
 
     @field_validator("csv_in", mode="before")
     @classmethod
@@ -158,6 +167,10 @@ def load_settings(overrides: dict[str, Any] | None = None, env_file: Path | None
     """Build the settings or raise ConfigError with one paragraph per bad value."""
     try:
         settings = Settings(_env_file=env_file, **(overrides or {}))  # type: ignore[call-arg]
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"{env_file} is not UTF-8 text; save it as UTF-8 (settings files are read as UTF-8)"
+        ) from None
     except ValidationError as error:
         paragraphs = []
         for problem in error.errors():

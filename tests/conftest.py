@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+
+from movymporter.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -109,6 +112,38 @@ class RunningSink:
 
     def log_lines(self) -> list[dict[str, object]]:
         return [json.loads(line) for line in self.log_path.read_text().splitlines() if line.startswith("{")]
+
+
+@pytest.fixture(autouse=True)
+def _settings_from_tests_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's or CI's environment must not change what a test configures."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Settings from keyword arguments only (no .env), reports under tmp_path, quick retries."""
+
+    def make(**values: object) -> Settings:
+        values.setdefault("report_dir", tmp_path / "reports")
+        values.setdefault("backoff_initial", 0.005)
+        values.setdefault("backoff_max", 0.1)
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return make
+
+
+def read_csv(path: Path, *, delimiter: str = ",", encoding: str = "utf-8") -> list[list[str]]:
+    """All rows of a report, as strings, bytes that were not text kept as surrogates."""
+    with path.open(encoding=encoding, errors="surrogateescape", newline="") as handle:
+        return list(csv.reader(handle, delimiter=delimiter))
+
+
+def assert_accounted(summary: dict[str, object]) -> None:
+    """Every row read is in exactly one bucket (SPEC section 3, Reports)."""
+    buckets = ("delivered", "invalid", "sink_rejected", "failed", "duplicates", "not_attempted", "valid")
+    assert summary["rows"] == sum(summary[name] for name in buckets), summary  # type: ignore[misc]
 
 
 @pytest.fixture

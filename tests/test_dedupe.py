@@ -1,0 +1,143 @@
+"""Exact duplicate detection: SeenRecords.first_seen and digest."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from movymporter.dedupe import SeenRecords, digest
+
+INITIAL_SLOTS = 1 << 16  # SeenRecords' starting table size; growth starts past two thirds of it
+
+
+def digests(count: int, start: int = 0) -> list[bytes]:
+    """`count` distinct digests of distinct bodies."""
+    return [digest(b'{"title":"%d"}' % number) for number in range(start, start + count)]
+
+
+def with_tag(tag: bytes, rest: int) -> bytes:
+    """A hand-made 16-byte digest: the 4-byte tag SeenRecords keys on, then 12 distinguishing bytes."""
+    return tag + rest.to_bytes(12, "big")
+
+
+@pytest.fixture
+def seen(tmp_path: Path) -> Iterator[SeenRecords]:
+    """An empty SeenRecords whose spill file lives in the test's folder, closed after the test."""
+    with SeenRecords(directory=tmp_path) as records:
+        yield records
+
+
+def test_digest_identifies_equal_bodies() -> None:
+    """digest is 16 bytes, equal for equal bodies and different for different ones."""
+    body = b'{"year":1995,"title":"Heat"}'
+    assert len(digest(body)) == 16
+    assert digest(body) == digest(bytes(body))
+    assert digest(body) != digest(b'{"year":1995,"title":"Heat "}')
+    assert digest(b"") != digest(b" ")
+
+
+def test_first_seen_is_none_then_the_first_line(seen: SeenRecords) -> None:
+    """first_seen returns None for a new record and the line it first appeared on for every repeat."""
+    heat, alien = digest(b"heat"), digest(b"alien")
+    assert seen.first_seen(heat, 2) is None
+    assert seen.first_seen(alien, 3) is None
+    assert seen.first_seen(heat, 4) == 2
+    assert seen.first_seen(heat, 9) == 2  # always the first line, not the latest repeat
+    assert seen.first_seen(alien, 10) == 3
+    assert len(seen) == 2
+
+
+@pytest.mark.parametrize(
+    "expected",
+    [pytest.param(0, id="growing-from-the-initial-table"), pytest.param(200_000, id="pre-sized-with-expected")],
+)
+def test_200k_distinct_records_are_told_apart_exactly(tmp_path: Path, expected: int) -> None:
+    """200,000 distinct digests are each new once, and each repeat answers its own first line."""
+    many = digests(200_000)
+    with SeenRecords(directory=tmp_path, expected=expected) as seen:
+        slots = len(seen._table)
+        assert [seen.first_seen(d, line) for line, d in enumerate(many, start=2)] == [None] * len(many)
+        assert len(seen) == len(many)
+        assert [seen.first_seen(d, 0) for d in many] == list(range(2, len(many) + 2))
+        assert [seen.first_seen(d, 0) for d in digests(1000, start=len(many))] == [None] * 1000
+        assert len(seen) == len(many) + 1000
+        # pre-sized, the table never doubled; from the initial size it had to
+        assert (len(seen._table) == slots) is (expected > 0)
+
+
+def test_growth_keeps_every_answer_right(seen: SeenRecords) -> None:
+    """Answers stay right before, across and after each doubling of the table."""
+    batches = [digests(40_000, start) for start in range(0, 200_000, 40_000)]
+    known: list[bytes] = []
+    for batch in batches:
+        assert all(seen.first_seen(d, len(known) + i) is None for i, d in enumerate(batch))
+        known.extend(batch)
+        # every record seen so far, including those stored before the last growth
+        assert [seen.first_seen(d, -1) for d in known[::997]] == list(range(0, len(known), 997))
+    assert [seen.first_seen(d, -1) for d in known] == list(range(len(known)))
+
+
+@pytest.mark.parametrize(
+    ("expected", "slots"),
+    [
+        pytest.param(0, INITIAL_SLOTS, id="no-estimate-initial-table"),
+        pytest.param(40_000, INITIAL_SLOTS, id="small-estimate-initial-table"),
+        pytest.param(50_000, INITIAL_SLOTS * 2, id="estimate-past-two-thirds-doubles-ahead"),
+        pytest.param(200_000, 1 << 19, id="200k-rows-get-512k-slots"),
+        pytest.param(1_000_000, 1 << 21, id="1m-rows-get-2m-slots"),
+    ],
+)
+def test_expected_sizes_the_table_once(tmp_path: Path, expected: int, slots: int) -> None:
+    """expected= sizes the table to the smallest power of two that holds that many rows under 2/3 load."""
+    with SeenRecords(directory=tmp_path, expected=expected) as seen:
+        assert len(seen._table) == slots
+        assert slots * 2 >= expected * 3
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        pytest.param(b"\xaa\xbb\xcc\xdd", id="same-tag"),
+        pytest.param(b"\x00\x00\x00\x00", id="same-zero-tag"),
+        pytest.param(b"\xff\xff\xff\xff", id="same-all-ones-tag"),
+    ],
+)
+def test_digests_sharing_a_tag_are_still_told_apart(seen: SeenRecords, tag: bytes) -> None:
+    """Digests with the same first 4 bytes (same in-memory tag) but different rest are different records."""
+    twins = [with_tag(tag, rest) for rest in range(1, 201)]
+    assert len(set(twins)) == len(twins)
+    assert [seen.first_seen(d, line) for line, d in enumerate(twins, start=10)] == [None] * len(twins)
+    assert [seen.first_seen(d, 0) for d in reversed(twins)] == list(range(209, 9, -1))
+    assert seen.first_seen(with_tag(tag, 0), 1) is None  # an unseen twin is new
+
+
+def test_tag_twins_survive_growth(seen: SeenRecords) -> None:
+    """Records sharing a tag are still told apart after the table grows around them."""
+    twins = [with_tag(b"\x01\x02\x03\x04", rest) for rest in range(50)]
+    for line, d in enumerate(twins):
+        assert seen.first_seen(d, line) is None
+    for line, d in enumerate(digests(INITIAL_SLOTS * 2), start=1000):
+        seen.first_seen(d, line)
+    assert len(seen._table) > INITIAL_SLOTS
+    assert [seen.first_seen(d, -1) for d in twins] == list(range(50))
+    assert seen.first_seen(with_tag(b"\x01\x02\x03\x04", 50), 7) is None
+
+
+def test_different_tags_in_the_same_slot_are_told_apart(seen: SeenRecords) -> None:
+    """Tags that differ only above the table mask land in one slot and are still distinct records."""
+    neighbours = [with_tag((k << 16).to_bytes(4, "little"), 0) for k in range(1, 101)]
+    assert len({d[:4] for d in neighbours}) == 100
+    assert [seen.first_seen(d, k) for k, d in enumerate(neighbours)] == [None] * 100
+    assert [seen.first_seen(d, -1) for d in neighbours] == list(range(100))
+
+
+def test_spill_file_is_anonymous_and_closed(tmp_path: Path) -> None:
+    """The on-disk spill leaves no file behind in its directory, and close() is idempotent."""
+    seen = SeenRecords(directory=tmp_path)
+    assert seen.first_seen(digest(b"x"), 1) is None
+    assert seen.first_seen(digest(b"x"), 2) == 1
+    seen.close()
+    seen.close()
+    assert list(tmp_path.iterdir()) == []

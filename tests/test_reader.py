@@ -1,0 +1,793 @@
+"""The streaming CSV reader: encoding, delimiter, header, physical line numbers, malformed rows.
+
+Every input is a real file written as bytes, so encodings and line endings are exact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import gc
+import os
+import re
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from movymporter.errors import InputError
+from movymporter.reader import (
+    CsvInput,
+    ReadProblem,
+    Record,
+    detect_delimiter,
+    detect_encoding,
+    estimate_rows,
+    is_type_row,
+    normalise_name,
+)
+
+MIB = 1 << 20
+FILM_HEADER = "Year;Length;Title;Subject;Actor;Actress;Director;Popularity;Awards;*Image\r\n"
+FILM_TYPES = "INT;INT;STRING;CAT;CAT;CAT;CAT;INT;BOOL;STRING\r\n"
+FILM_ROW = "1990;111;Átame;Comedy;Banderas, Antonio;Abril, Victoria;Almodóvar, Pedro;68;No;NicholasCage.png\r\n"
+
+Span = tuple[int, int, str | None]
+
+
+def write(folder: Path, data: bytes, name: str = "input.csv") -> Path:
+    """Write `data` byte for byte and return the path."""
+    path = folder / name
+    path.write_bytes(data)
+    return path
+
+
+def read(path: Path, **options: str) -> tuple[CsvInput, list[Record]]:
+    """Open the file, read every record, close it; the closed input still answers its counters."""
+    with CsvInput(path, **options) as source:
+        return source, list(source.records())
+
+
+def spans(records: list[Record]) -> list[Span]:
+    """(first line, last line, problem code or None) of each record."""
+    return [(r.line, r.end_line, r.problem.code if r.problem else None) for r in records]
+
+
+def physical_lines(data: bytes) -> list[bytes]:
+    """The file's physical lines, split as universal newlines do (CRLF, LF, lone CR), terminators dropped."""
+    lines = re.split(rb"\r\n|\r|\n", data)
+    if lines and lines[-1] == b"":
+        lines.pop()  # the file ends with a line terminator
+    return lines
+
+
+def ascii_padding(size: int) -> bytes:
+    """`size` bytes of valid ASCII rows ("A,1"), the last one padded with x's."""
+    rows, rest = divmod(size, 4)
+    return b"A,1\n" * rows + b"x" * rest
+
+
+# --- encoding -----------------------------------------------------------------------------------
+
+
+def late_non_ascii(encoding: str) -> bytes:
+    """A file whose first non-ASCII byte comes after the first MiB."""
+    return b"title,year\n" + b"A,1\n" * (MIB // 4 + 1000) + "Amélie,2001\n".encode(encoding)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param("title,year\nAmélie,2001\n".encode(), "utf-8", id="utf8-without-bom"),
+        pytest.param("\ufefftitle,year\nAmélie,2001\n".encode(), "utf-8-sig", id="utf8-with-bom"),
+        pytest.param((FILM_HEADER + FILM_TYPES + FILM_ROW).encode("cp1252"), "cp1252", id="cp1252-classic-film-csv"),
+        pytest.param("title,year\nAmélie,2001\n".encode("utf-16"), "utf-16", id="utf16-with-native-bom"),
+        pytest.param(
+            b"\xfe\xff" + "title,year\nAmélie,2001\n".encode("utf-16-be"), "utf-16", id="utf16-big-endian-bom"
+        ),
+        pytest.param(b"title,year\nHeat,1995\n", "utf-8", id="ascii-only-is-utf8"),
+        pytest.param(
+            "title,year\nAmélie,2001\nLa Ciénaga,2001\n".encode() + b"Bad\xff,1999\n",
+            "utf-8",
+            id="utf8-with-one-stray-byte-is-still-utf8",
+        ),
+        pytest.param(late_non_ascii("utf-8"), "utf-8", id="utf8-first-non-ascii-after-1mib"),
+        pytest.param(late_non_ascii("cp1252"), "cp1252", id="cp1252-first-non-ascii-after-1mib"),
+    ],
+)
+def test_detect_encoding(tmp_path: Path, data: bytes, expected: str) -> None:
+    """detect_encoding names UTF-8 (with or without BOM), UTF-16 with a BOM, else cp1252."""
+    assert detect_encoding(write(tmp_path, data)) == expected
+
+
+@pytest.mark.parametrize(
+    ("data", "header", "first_cells"),
+    [
+        pytest.param(
+            "\ufefftitle,year\nAmélie,2001\n".encode(),
+            ["title", "year"],
+            ["Amélie", "2001"],
+            id="utf8-bom-not-in-header",
+        ),
+        pytest.param(
+            (FILM_HEADER + FILM_TYPES + FILM_ROW).encode("cp1252"),
+            FILM_HEADER.strip().split(";"),
+            FILM_ROW.strip().split(";"),
+            id="cp1252-accents-decoded",
+        ),
+        pytest.param(
+            "title,year\nAmélie,2001\n".encode("utf-16"), ["title", "year"], ["Amélie", "2001"], id="utf16-decoded"
+        ),
+        pytest.param(
+            late_non_ascii("cp1252"), ["title", "year"], ["A", "1"], id="cp1252-after-1mib-first-rows-unchanged"
+        ),
+    ],
+)
+def test_detected_encoding_decodes_header_and_rows(
+    tmp_path: Path, data: bytes, header: list[str], first_cells: list[str]
+) -> None:
+    """The detected encoding decodes the header (without a BOM character) and the rows exactly."""
+    source, records = read(write(tmp_path, data))
+    assert source.header == header
+    assert "\ufeff" not in source.header[0]
+    assert records[0].cells == first_cells
+    assert records[0].problem is None
+    assert source.dialect.encoding_detected is True
+
+
+def test_late_non_ascii_row_is_decoded_with_the_detected_encoding(tmp_path: Path) -> None:
+    """A cp1252 accent first seen after 1 MiB is still decoded as cp1252 on its own row."""
+    source, records = read(write(tmp_path, late_non_ascii("cp1252")))
+    assert source.dialect.encoding == "cp1252"
+    assert records[-1].cells == ["Amélie", "2001"]
+    assert records[-1].problem is None
+
+
+def test_one_stray_byte_in_utf8_is_an_encoding_error_of_its_row_only(tmp_path: Path) -> None:
+    """A UTF-8 file with one invalid byte stays UTF-8; only that row gets encoding-error, showing the byte."""
+    data = "title,year\nAmélie,2001\nLa Ciénaga,2001\n".encode() + b"Bad\xff,1999\n" + "Señor,2000\n".encode()
+    source, records = read(write(tmp_path, data))
+    assert source.dialect.encoding == "utf-8"
+    assert spans(records) == [(2, 2, None), (3, 3, None), (4, 4, "encoding-error"), (5, 5, None)]
+    assert [records[i].cells[0] for i in (0, 1, 3)] == ["Amélie", "La Ciénaga", "Señor"]
+    problem = records[2].problem
+    assert problem is not None
+    assert "0xFF" in problem.message
+    assert "utf-8" in problem.message
+    assert "--encoding cp1252" in problem.message
+
+
+def test_byte_undefined_in_cp1252_is_an_encoding_error(tmp_path: Path) -> None:
+    """In a cp1252 file, a byte cp1252 leaves undefined (0x81) makes its row an encoding-error naming the byte."""
+    data = "title,year\nAmélie,2001\n".encode("cp1252") + b"X\x81,2002\n"
+    source, records = read(write(tmp_path, data))
+    assert source.dialect.encoding == "cp1252"
+    assert spans(records) == [(2, 2, None), (3, 3, "encoding-error")]
+    assert records[1].problem == ReadProblem("encoding-error", "bytes 0x81 are not valid cp1252")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"\x00" * 4096, id="binary-file-of-nuls"),
+        pytest.param("title,year\nAmélie,2001\n".encode("utf-16-le"), id="utf16-without-bom"),
+    ],
+)
+def test_binary_looking_file_is_an_input_error(tmp_path: Path, data: bytes) -> None:
+    """A file full of NUL bytes (binary, or UTF-16 without a BOM) is refused with InputError before any row is read."""
+    path = write(tmp_path, data)
+    with pytest.raises(InputError, match="binary file, or UTF-16 without a byte-order mark"):
+        CsvInput(path)
+
+
+@pytest.mark.parametrize("offset", [2, 1], ids=["utf8-char-ends-at-sample-end", "utf8-char-split-across-sample-end"])
+def test_utf8_char_at_the_end_of_the_sample_is_still_utf8(tmp_path: Path, offset: int) -> None:
+    """A valid UTF-8 file whose first non-ASCII character sits at the end of the first MiB is read as UTF-8."""
+    head = b"title,year\n"
+    accent = "é".encode()
+    data = head + ascii_padding(MIB - offset - len(head)) + accent + b",1\n" + "Amélie,2001\n".encode() * 3
+    assert data[MIB - offset : MIB - offset + 2] == accent
+    path = write(tmp_path, data)
+    assert detect_encoding(path) == "utf-8"
+    _, records = read(path)
+    assert records[-1].cells == ["Amélie", "2001"]
+
+
+@pytest.mark.parametrize(
+    ("options", "encoding", "delimiter", "cells", "describe"),
+    [
+        pytest.param(
+            {"encoding": "cp1252"},
+            "cp1252",
+            ",",
+            ["AmÃ©lie", "2001"],
+            "encoding cp1252 (given), delimiter comma (detected)",
+            id="encoding-given-is-used-not-detected",
+        ),
+        pytest.param(
+            {"delimiter": ";"},
+            "utf-8",
+            ";",
+            ["Amélie,2001"],
+            "encoding utf-8 (detected), delimiter semicolon (given)",
+            id="delimiter-given-is-used-not-detected",
+        ),
+    ],
+)
+def test_explicit_encoding_and_delimiter_override_detection(
+    tmp_path: Path, options: dict[str, str], encoding: str, delimiter: str, cells: list[str], describe: str
+) -> None:
+    """An encoding or delimiter passed in is used as given, and the dialect says it was given."""
+    path = write(tmp_path, "title,year\nAmélie,2001\n".encode())
+    source, records = read(path, **options)
+    assert (source.dialect.encoding, source.dialect.delimiter) == (encoding, delimiter)
+    assert source.dialect.describe() == describe
+    assert records[0].cells == cells
+
+
+# --- delimiter and header -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        pytest.param("title,year,length", ",", id="comma"),
+        pytest.param("title;year;length", ";", id="semicolon"),
+        pytest.param("title\tyear\tlength", "\t", id="tab"),
+        pytest.param("title|year|length", "|", id="pipe"),
+        pytest.param('"a;b;c",title,year', ",", id="semicolons-inside-quoted-name-do-not-count"),
+        pytest.param('"a,b,c";title;year', ";", id="commas-inside-quoted-name-do-not-count"),
+        pytest.param('"x|y|z"\ttitle\tyear', "\t", id="pipes-inside-quoted-name-do-not-count"),
+        pytest.param("title", ",", id="single-column-defaults-to-comma"),
+        pytest.param("title;year,length|actor;subject", ";", id="most-frequent-candidate-wins"),
+    ],
+)
+def test_detect_delimiter(header: str, expected: str) -> None:
+    """The delimiter is the candidate occurring most often outside quotes in the header line."""
+    assert detect_delimiter(header) == expected
+
+
+@pytest.mark.parametrize(
+    ("data", "delimiter", "header"),
+    [
+        pytest.param(b'"Title, original";year\nA;1\n', ";", ["Title, original", "year"], id="semicolon-file"),
+        pytest.param(b'"Title; original"\tyear\nA\t1\n', "\t", ["Title; original", "year"], id="tab-file"),
+        pytest.param(b"title|year|x\r\nA|1|2\r\n", "|", ["title", "year", "x"], id="pipe-file-crlf"),
+    ],
+)
+def test_delimiter_detected_from_the_header_of_a_file(
+    tmp_path: Path, data: bytes, delimiter: str, header: list[str]
+) -> None:
+    """CsvInput detects the delimiter from the header and splits header and rows with it."""
+    source, records = read(write(tmp_path, data))
+    assert source.dialect.delimiter == delimiter
+    assert source.dialect.delimiter_detected is True
+    assert source.header == header
+    assert len(records[0].cells) == len(header)
+    assert records[0].problem is None
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        pytest.param("Title", "title", id="case-folded"),
+        pytest.param("  YEAR  ", "year", id="spaces-trimmed"),
+        pytest.param("*Image", "image", id="leading-star-dropped"),
+        pytest.param(" * Image ", "image", id="spaces-around-star-dropped"),
+        pytest.param("\ufeffTitle", "title", id="bom-dropped"),
+        pytest.param("Actor Name", "actor name", id="inner-space-kept"),
+    ],
+)
+def test_normalise_name(name: str, expected: str) -> None:
+    """Header names match ignoring case, surrounding spaces and a leading '*'."""
+    assert normalise_name(name) == expected
+
+
+def test_header_names_are_normalised_but_header_kept_as_read(tmp_path: Path) -> None:
+    """CsvInput.names holds the matching keys while CsvInput.header keeps the cells exactly as read."""
+    source, _ = read(write(tmp_path, b" *Title ;YEAR;  *Image\nA;1;a.png\n"))
+    assert source.names == ["title", "year", "image"]
+    assert source.header == [" *Title ", "YEAR", "  *Image"]
+    assert source.header_line == 1
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        pytest.param("line,stage,reason,title,year", True, id="report-header"),
+        pytest.param("Line;*Stage; REASON ;title;year", True, id="report-header-any-case-and-star"),
+        pytest.param("title,year,line,stage,reason", False, id="report-columns-not-first"),
+        pytest.param("line,stage,title,year", False, id="reason-missing"),
+        pytest.param("title,year", False, id="plain-input"),
+    ],
+)
+def test_is_report(tmp_path: Path, header: str, expected: bool) -> None:
+    """is_report is true only when the header starts with line, stage, reason."""
+    source, _ = read(write(tmp_path, f"{header}\n".encode()))
+    assert source.is_report is expected
+
+
+# --- type row -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "type_row_line", "first_line"),
+    [
+        pytest.param((FILM_HEADER + FILM_TYPES + FILM_ROW).encode("cp1252"), 2, 3, id="classic-film-type-row-skipped"),
+        pytest.param(b"title;year;x\nstring;int;float\nA;1;2\n", 2, 3, id="lower-case-type-names-skipped"),
+        pytest.param(b"title;year;x;y\nSTRING;INT\nA;1;2;3\n", 2, 3, id="short-type-row-skipped"),
+        pytest.param(b"title;year;x\n\nSTRING;INT;CAT\nA;1;2\n", 3, 4, id="type-row-after-blank-line-skipped"),
+        pytest.param(
+            (FILM_HEADER + FILM_ROW + FILM_ROW).encode("cp1252"), None, 2, id="data-row-on-line-2-is-not-a-type-row"
+        ),
+        pytest.param(b"title;year;x\nDate;1990;Text\n", None, 2, id="row-with-a-number-is-not-a-type-row"),
+        pytest.param(b"title;year;x\nA;1;2\nINT;INT;INT\n", None, 2, id="type-names-on-line-3-are-data"),
+    ],
+)
+def test_type_row(tmp_path: Path, data: bytes, type_row_line: int | None, first_line: int) -> None:
+    """A row of type names right under the header is skipped and its line recorded; data rows are not."""
+    source, records = read(write(tmp_path, data))
+    assert source.type_row_line == type_row_line
+    assert records[0].line == first_line
+    assert type_row_line not in [r.line for r in records]
+
+
+@pytest.mark.parametrize(
+    ("cells", "expected"),
+    [
+        pytest.param(FILM_TYPES.strip().split(";"), True, id="classic-film-types"),
+        pytest.param(["varchar", " Integer ", "date"], True, id="any-case-and-spaces"),
+        pytest.param(["INT", "", "STRING", ""], True, id="half-empty"),
+        pytest.param(["INT", "", "", ""], False, id="mostly-empty"),
+        pytest.param(["1990", "INT"], False, id="number-is-not-a-type"),
+        pytest.param(["Heat", "STRING"], False, id="title-is-not-a-type"),
+        pytest.param([], False, id="no-cells"),
+        pytest.param(["", ""], False, id="only-empty-cells"),
+    ],
+)
+def test_is_type_row(cells: list[str], expected: bool) -> None:
+    """is_type_row accepts a row made (at least half) of known type names only."""
+    assert is_type_row(cells) is expected
+
+
+# --- blank lines and line numbers ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "lines", "blank"),
+    [
+        pytest.param(b"title,year\nA,1\n\nB,2\n", [2, 4], 1, id="empty-line"),
+        pytest.param(b"title,year\r\nA,1\r\n\r\n\r\nB,2\r\n", [2, 5], 2, id="crlf-empty-lines"),
+        pytest.param(b"title,year\nA,1\n   \n\t\nB,2\n", [2, 5], 2, id="whitespace-only-lines"),
+        pytest.param(b"title;year\nA;1\n;\n ; \nB;2\n", [2, 5], 2, id="delimiter-only-lines"),
+        pytest.param(b"title;year;x\nA;1;2\n;;;;;\n", [2], 1, id="more-delimiters-than-columns-is-still-blank"),
+        pytest.param(b"\n\ntitle,year\nA,1\n", [4], 2, id="blank-lines-before-header"),
+        pytest.param(b"title,year\nA,1\n\n\n", [2], 2, id="trailing-blank-lines"),
+        pytest.param(b'title,year\n""\nA,1\n', [3], 1, id="one-empty-quoted-cell-is-blank"),
+        pytest.param(
+            b'title,year\n" \r\n ",\nA,1\n', [4], 2, id="quoted-whitespace-over-two-lines-counts-two-blank-lines"
+        ),
+    ],
+)
+def test_blank_lines_are_counted_not_yielded(tmp_path: Path, data: bytes, lines: list[int], blank: int) -> None:
+    """Blank, whitespace-only and delimiter-only lines are counted in blank_lines and never yielded."""
+    source, records = read(write(tmp_path, data))
+    assert [r.line for r in records] == lines
+    assert source.blank_lines == blank
+    assert all(r.problem is None for r in records)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param(b"title,year\nA,1\nB,2\n", [(2, 2), (3, 3)], id="one-line-per-record"),
+        pytest.param(b'title,year\n"A\nB",1\nC,2\n', [(2, 3), (4, 4)], id="lf-inside-quoted-field-keeps-start-line"),
+        pytest.param(
+            b'title,year\r\n"A\r\nB\r\nC",1\r\nD,2\r\n',
+            [(2, 4), (5, 5)],
+            id="crlf-inside-quoted-field-keeps-start-line",
+        ),
+        pytest.param(b"title,year\n\nA,1\n\n\nB,2\n", [(3, 3), (6, 6)], id="after-blank-lines"),
+        pytest.param(
+            b'title,year\n"A\n\nB",1\nC,2\n', [(2, 4), (5, 5)], id="blank-line-inside-quoted-field-is-part-of-it"
+        ),
+        pytest.param(b"title,year\rA,1\rB,2\r", [(2, 2), (3, 3)], id="lone-cr-line-endings"),
+        pytest.param(
+            b'title,year\n"A\rB",1\nC,2\n', [(2, 3), (4, 4)], id="lone-cr-inside-quoted-field-is-a-line-break"
+        ),
+        pytest.param(b'title,year\nA,1\n"B\nC",2', [(2, 2), (3, 4)], id="quoted-multiline-last-record-without-newline"),
+        pytest.param(b'title,year\n"A\r\nB",1\nC,2\r\n"D\nE",3\n', [(2, 3), (4, 4), (5, 6)], id="mixed-line-endings"),
+    ],
+)
+def test_record_line_is_the_physical_line_where_it_starts(
+    tmp_path: Path, data: bytes, expected: list[tuple[int, int]]
+) -> None:
+    """Each record's line is the 1-based physical line where it starts, and end_line where it ends."""
+    source, records = read(write(tmp_path, data))
+    assert [(r.line, r.end_line) for r in records] == expected
+    assert all(r.problem is None for r in records)
+    assert source.lines_read == len(physical_lines(data))
+
+
+def test_quoted_multiline_cells_keep_their_line_breaks(tmp_path: Path) -> None:
+    """A quoted field spanning lines keeps its inner line breaks exactly as in the file."""
+    _, records = read(write(tmp_path, b'title,year\r\n"A\r\nB",1\r\n"C\nD",2\n'))
+    assert [r.cells for r in records] == [["A\r\nB", "1"], ["C\nD", "2"]]
+
+
+def test_file_without_trailing_newline(tmp_path: Path) -> None:
+    """The last row is read even when the file does not end with a line break."""
+    source, records = read(write(tmp_path, b"title,year\nA,1\nB,2"))
+    assert [(r.line, r.cells, r.problem) for r in records] == [(2, ["A", "1"], None), (3, ["B", "2"], None)]
+    assert source.lines_read == 3
+
+
+# --- malformed rows -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("row", "code", "message"),
+    [
+        pytest.param(b"A", "missing-cell", "the row has 1 field, the header has 3", id="one-field-of-three"),
+        pytest.param(b"A,1", "missing-cell", "the row has 2 fields, the header has 3", id="two-fields-of-three"),
+        pytest.param(b"A,1,2,3", "extra-cell", "the row has 4 fields, the header has 3", id="four-fields-of-three"),
+        pytest.param(b"A,1,2,,,", "extra-cell", "the row has 6 fields, the header has 3", id="trailing-empty-fields"),
+    ],
+)
+def test_wrong_field_count(tmp_path: Path, row: bytes, code: str, message: str) -> None:
+    """A row whose field count differs from the header's gets missing-cell or extra-cell with both counts."""
+    data = b"title,year,length\n" + row + b"\nZ,2,3\n"
+    _, records = read(write(tmp_path, data))
+    bad, good = records[0], records[-1]
+    assert bad.line == 2
+    assert bad.problem is not None
+    assert bad.problem.code == code
+    assert message in bad.problem.message
+    assert good.cells == ["Z", "2", "3"]
+    assert good.problem is None
+    assert good.line == len(physical_lines(data))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"title,year\nA\x00B,1\nC,2\n", id="nul-in-cell"),
+        pytest.param(b"title,year\nA,1\x00\nC,2\n", id="nul-at-line-end"),
+    ],
+)
+def test_nul_byte_in_row_is_encoding_error(tmp_path: Path, data: bytes) -> None:
+    """A NUL byte makes its row an encoding-error that mentions NUL; the next row reads normally."""
+    _, records = read(write(tmp_path, data))
+    assert spans(records) == [(2, 2, "encoding-error"), (3, 3, None)]
+    assert records[0].problem is not None
+    assert "NUL" in records[0].problem.message
+
+
+FIELD_LIMIT_RUN = b"x,2\n" * 40_000  # 160,000 characters: past csv's default field size limit
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param(
+            b'title,year\nA,1\n"B,2\nC,3\nD,4\n',
+            [(2, None), (3, "source-error"), (4, None), (5, None)],
+            id="quote-runs-to-end-of-file",
+        ),
+        pytest.param(b'title,year\nA,1\n"B,2\n', [(2, None), (3, "source-error")], id="quote-opened-on-last-line"),
+        pytest.param(
+            b'title,year\nA,1\n"B,2\nC,3\nD"x,4\nE,5\n',
+            [(2, None), (3, "source-error"), (4, None), (5, None), (6, None)],
+            id="later-stray-quote-closes-it",
+        ),
+        pytest.param(
+            b'title,year\nA,1\n"B,2\nC,3\nD",4,5\nE,5\n',
+            [(2, None), (3, "source-error"), (4, None), (5, "extra-cell"), (6, None)],
+            id="later-quote-closes-it-with-wrong-width",
+        ),
+        pytest.param(
+            b'title,year\r\nA,1\r\n"B,2\r\nC,3\r\n\r\nD,4\r\n',
+            [(2, None), (3, "source-error"), (4, None), (6, None)],
+            id="crlf-file-with-blank-line-after-it",
+        ),
+        pytest.param(
+            b'title,year\nA,"1\nB,2\nC,3\n', [(2, "source-error"), (3, None), (4, None)], id="quote-in-second-field"
+        ),
+        pytest.param(
+            b'title,year\n"A\nB",1,2\nC,2\n',
+            [(2, "source-error"), (3, "extra-cell"), (4, None)],
+            id="multiline-record-of-wrong-width-is-split-like-a-runaway-quote",
+        ),
+        pytest.param(
+            b'title,year\n"A,1\n' + FIELD_LIMIT_RUN + b"Z,3\n",
+            [(2, "source-error")] + [(line, None) for line in range(3, 40_004)],
+            id="quote-runs-past-field-size-limit",
+        ),
+    ],
+)
+def test_unbalanced_quote_sets_aside_one_line_and_rereads_the_rest(
+    tmp_path: Path, data: bytes, expected: list[tuple[int, str | None]]
+) -> None:
+    """A quote that never closes properly rejects only its own line; every later line is read with its line number."""
+    source, records = read(write(tmp_path, data))
+    assert [(r.line, r.problem.code if r.problem else None) for r in records] == expected
+    assert all(r.line == r.end_line for r in records)
+    assert source.lines_read == len(physical_lines(data))
+
+
+def test_unbalanced_quote_record_keeps_its_raw_cells_and_explains(tmp_path: Path) -> None:
+    """The set-aside line keeps its cells as written and says where the quote ran to and why."""
+    _, records = read(write(tmp_path, b'title,year\nA,1\n"B,2\nC,3\nD,4\n'))
+    bad = records[1]
+    assert bad.cells == ['"B', "2"]
+    assert bad.problem is not None
+    assert "runs on to line 5" in bad.problem.message
+    assert "not closed before the end of the file" in bad.problem.message
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        pytest.param(b'"bad"x,1', id="closing-quote-then-text-in-first-field"),
+        pytest.param(b'A,"1"2', id="closing-quote-then-text-in-last-field"),
+    ],
+)
+def test_closing_quote_followed_by_text_is_source_error(tmp_path: Path, row: bytes) -> None:
+    """A closing quote followed by text is a source-error that explains quote doubling; the next row is read."""
+    _, records = read(write(tmp_path, b"title,year\n" + row + b"\nC,2\n"))
+    assert spans(records) == [(2, 2, "source-error"), (3, 3, None)]
+    assert records[0].problem is not None
+    assert 'must be doubled: ""' in records[0].problem.message
+
+
+@pytest.mark.parametrize("quote", [b"", b'"'], ids=["unquoted-oversized-field", "quoted-oversized-field"])
+def test_oversized_field_is_source_error_and_reading_continues(tmp_path: Path, quote: bytes) -> None:
+    """A field longer than csv.field_size_limit() is a source-error naming the limit; the next row is read."""
+    limit = csv.field_size_limit()
+    big = quote + b"x" * (limit + 10) + quote
+    _, records = read(write(tmp_path, b"title,year\n" + big + b",1\nB,2\n"))
+    assert spans(records) == [(2, 2, "source-error"), (3, 3, None)]
+    assert records[0].problem is not None
+    assert f"longer than {limit} characters" in records[0].problem.message
+    assert records[1].cells == ["B", "2"]
+
+
+# --- unusable inputs ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"", id="empty-file"),
+        pytest.param(b"  \n\r\n\t\n", id="whitespace-only-file"),
+        pytest.param(b"\n\n\n", id="blank-lines-only"),
+    ],
+)
+def test_file_without_header_is_input_error(tmp_path: Path, data: bytes) -> None:
+    """An empty or whitespace-only file is an InputError saying there is no header."""
+    with pytest.raises(InputError, match="is empty: there is no header line"):
+        CsvInput(write(tmp_path, data))
+
+
+@pytest.mark.parametrize(
+    ("data", "options", "match"),
+    [
+        pytest.param(b'"title,year\nA,1\n', {}, "cannot read the header on line 1", id="unbalanced-quote-in-header"),
+        pytest.param(
+            b"\ntitl\xff,year\nA,1\n", {"encoding": "utf-8"}, r"header on line 2: bytes 0xFF", id="bad-byte-in-header"
+        ),
+    ],
+)
+def test_unreadable_header_is_input_error(tmp_path: Path, data: bytes, options: dict[str, str], match: str) -> None:
+    """A header that cannot be read as a row is an InputError naming its line."""
+    with pytest.raises(InputError, match=match):
+        CsvInput(write(tmp_path, data), **options)
+
+
+def missing_file(folder: Path) -> Path:
+    return folder / "missing.csv"
+
+
+def directory(folder: Path) -> Path:
+    return folder
+
+
+def unreadable_file(folder: Path) -> Path:
+    path = write(folder, b"title,year\nA,1\n", "locked.csv")
+    path.chmod(0)
+    return path
+
+
+@pytest.mark.parametrize("encoding", [None, "utf-8"], ids=["detected-encoding", "given-encoding"])
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        pytest.param(missing_file, "no such file: ", id="missing-file"),
+        pytest.param(directory, "is a directory, not a CSV file", id="directory"),
+        pytest.param(
+            unreadable_file,
+            ": permission denied",
+            id="unreadable-file",
+            marks=pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can read mode 000"),
+        ),
+    ],
+)
+def test_unusable_path_is_input_error(
+    tmp_path: Path, make: Callable[[Path], Path], message: str, encoding: str | None
+) -> None:
+    """A missing file, a directory or an unreadable file is an InputError with a plain message naming the path."""
+    path = make(tmp_path)
+    with pytest.raises(InputError) as caught:
+        CsvInput(path, encoding=encoding)
+    assert message in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        pytest.param(PermissionError(13, "Permission denied"), "permission denied", id="permission-denied"),
+        pytest.param(OSError(5, "Input/output error"), "Input/output error", id="other-os-error"),
+    ],
+)
+def test_os_error_on_open_is_input_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: OSError, message: str
+) -> None:
+    """Whatever the OS says when the file is opened (even as root) becomes an InputError naming the path."""
+    path = write(tmp_path, b"title,year\nA,1\n")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(Path, "open", refuse)
+    with pytest.raises(InputError, match=f"cannot read {re.escape(str(path))}: {message}"):
+        CsvInput(path)
+
+
+def test_failed_open_closes_the_file(tmp_path: Path) -> None:
+    """When CsvInput refuses a file it has opened (no header), it closes it: no ResourceWarning."""
+    path = write(tmp_path, b"\n\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with contextlib.suppress(InputError):
+            CsvInput(path)
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_delimiter_only_line_before_header_is_blank(tmp_path: Path) -> None:
+    """A delimiter-only line above the header is a blank line, like a delimiter-only line below it."""
+    source, records = read(write(tmp_path, b";;\ntitle;year\nA;1\n"))
+    assert source.header == ["title", "year"]
+    assert source.header_line == 2
+    assert source.blank_lines == 1
+    assert spans(records) == [(3, 3, None)]
+
+
+# --- progress: has_more, lines_read, bytes_read, estimate_rows ----------------------------------
+
+
+def test_has_more_peeks_without_losing_a_line(tmp_path: Path) -> None:
+    """has_more() is true while lines are left and false at the end; records after it lose nothing."""
+    path = write(tmp_path, b'title,year\nA,1\n"B,2\nC,3\nD,4\n\n')
+    with CsvInput(path) as source:
+        assert source.has_more() is True
+        records = source.records()
+        assert next(records).line == 2
+        assert source.has_more() is True
+        assert spans([next(records)]) == [(3, 3, "source-error")]
+        assert source.has_more() is True  # lines 4 and 5 wait to be read again
+        assert [r.line for r in records] == [4, 5]
+        assert source.has_more() is False
+
+
+def test_has_more_is_false_for_a_header_only_file(tmp_path: Path) -> None:
+    """A file holding only its header has nothing more to read."""
+    with CsvInput(write(tmp_path, b"title,year\r\n")) as source:
+        assert source.has_more() is False
+        assert list(source.records()) == []
+
+
+def test_lines_read_counts_physical_lines_without_read_ahead(tmp_path: Path) -> None:
+    """lines_read is the number of the last physical line taken: no read-ahead, every line at the end."""
+    data = b'title,year\n"A\nB",1\nC,2\n\n'
+    with CsvInput(write(tmp_path, data)) as source:
+        assert source.lines_read == 1
+        records = source.records()
+        assert next(records).end_line == 3
+        assert source.lines_read == 3
+        assert [r.line for r in records] == [4]
+        assert source.lines_read == len(physical_lines(data)) == 5
+        assert source.bytes_read == source.size == len(data)
+
+
+def test_has_more_leaves_lines_read_unchanged(tmp_path: Path) -> None:
+    """has_more() is a query: lines_read is the same before and after it."""
+    with CsvInput(write(tmp_path, b"title,year\nA,1\nB,2\n")) as source:
+        assert next(source.records()).line == 2
+        before = source.lines_read
+        assert source.has_more() is True
+        assert source.lines_read == before == 2
+
+
+def test_estimate_rows_from_the_mean_line_length(tmp_path: Path) -> None:
+    """estimate_rows scales the line count of the file's head to the given size."""
+    path = write(tmp_path, b"title,year\n" + b"Heat,1995\n" * 999)  # 1000 lines of 10 or 11 bytes
+    size = path.stat().st_size
+    assert estimate_rows(path, size) == 1000
+    assert estimate_rows(path, size * 100) == 100_000
+    assert estimate_rows(write(tmp_path, b"", "empty.csv"), 0) == 0
+
+
+# --- accounting ---------------------------------------------------------------------------------
+
+DIRTY = b"".join(
+    [
+        b"title;year;length\r\n",  # 1 header
+        b"STRING;INT;INT\r\n",  # 2 type row
+        b"Heat;1995;170\r\n",  # 3
+        b"\r\n",  # 4 blank
+        b";;\n",  # 5 blank (delimiters only)
+        b'"Multi\r\nline";1990;90\r\n',  # 6-7 CRLF inside quotes
+        b'"Open;1991;1\n',  # 8 unbalanced quote, closed by the stray quote on line 14
+        "Amélie — Jeunet;1992;2\n".encode(),  # 9
+        b"Short;1993\n",  # 10 missing-cell
+        b"Long;1994;3;4\n",  # 11 extra-cell
+        b"Nul\x00;1995;5\n",  # 12 NUL
+        b"Bad\xff;1996;6\n",  # 13 invalid UTF-8
+        b'"bad"x;1997;7\n',  # 14 closing quote then text
+        b'"Blank\n\ninside";1998;8\n',  # 15-17 blank line inside quotes
+        b"   \n",  # 18 blank (spaces)
+        "Señor;2001;122\r".encode(),  # 19 lone CR
+        b"Last;2002;9",  # 20 no trailing newline
+    ]
+)
+DIRTY_SPANS: list[Span] = [
+    (3, 3, None),
+    (6, 7, None),
+    (8, 8, "source-error"),
+    (9, 9, None),
+    (10, 10, "missing-cell"),
+    (11, 11, "extra-cell"),
+    (12, 12, "encoding-error"),
+    (13, 13, "encoding-error"),
+    (14, 14, "source-error"),
+    (15, 17, None),
+    (19, 19, None),
+    (20, 20, None),
+]
+
+
+def test_every_physical_line_is_accounted_for_exactly_once(tmp_path: Path) -> None:
+    """Header, type row, record spans and blank lines of a dirty file cover every physical line exactly once."""
+    lines = physical_lines(DIRTY)
+    assert len(lines) == 20
+    source, records = read(write(tmp_path, DIRTY))
+    assert source.dialect.encoding == "utf-8"
+    assert spans(records) == DIRTY_SPANS
+
+    covered = [source.header_line, source.type_row_line]
+    for record in records:
+        covered.extend(range(record.line, record.end_line + 1))
+    assert len(covered) == len(set(covered)), "a line belongs to two records"
+    uncovered = sorted(set(range(1, len(lines) + 1)) - set(covered))
+    assert set(covered) <= set(range(1, len(lines) + 1))
+    assert len(uncovered) == source.blank_lines == 3
+    assert all(not lines[n - 1].replace(b";", b"").strip() for n in uncovered), "an uncounted line is not blank"
+    assert 16 not in uncovered, "the blank line inside quotes belongs to its record"
+    assert source.lines_read == len(lines)
+
+
+def test_dirty_file_cells_are_kept_as_read(tmp_path: Path) -> None:
+    """In the dirty file, good records decode exactly and bad ones keep their raw shape."""
+    _, records = read(write(tmp_path, DIRTY))
+    by_line = {r.line: r.cells for r in records}
+    assert by_line[6] == ["Multi\r\nline", "1990", "90"]
+    assert by_line[8] == ['"Open', "1991", "1"]
+    assert by_line[9] == ["Amélie — Jeunet", "1992", "2"]
+    assert by_line[10] == ["Short", "1993"]
+    assert by_line[13] == ["Bad\udcff", "1996", "6"]
+    assert by_line[15] == ["Blank\n\ninside", "1998", "8"]
+    assert by_line[19] == ["Señor", "2001", "122"]
+    assert by_line[20] == ["Last", "2002", "9"]

@@ -1,0 +1,779 @@
+"""The sender: one POST per record, the retry policy of SPEC section 3, and the sink's health."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from email.utils import formatdate
+from typing import Any
+
+import pytest
+import requests
+import responses
+
+from movymporter.errors import SinkUnreachable
+from movymporter.sender import (
+    Delivery,
+    Outcome,
+    RetryableAnswer,
+    Sender,
+    SinkHealth,
+    Verdict,
+    make_retrying,
+    make_session,
+    retry_after_seconds,
+)
+from movymporter.settings import Settings
+
+URL = "http://sink.test/movies"
+BODY = '{"title":"Alien","year":1979,"awards":"Yes","image":"\u00e9t\u00e9.png"}'.encode()
+DELIVERY = Delivery(line=7, cells=["Alien", "1979"], body=BODY, key="0f1e2d3c4b5a69788796a5b4c3d2e1f0")
+
+MAX_ATTEMPTS = 5
+BACKOFF_INITIAL = 0.1
+BACKOFF_MAX = 1.0
+RETRY_AFTER_MAX = 30.0
+
+# A retry loop that never ends is a failure of these tests, not a wait.
+pytestmark = pytest.mark.timeout(20)
+
+
+@pytest.fixture(autouse=True)
+def _no_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings read the environment: keep the developer's variables out of these tests."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+@pytest.fixture
+def rsps() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+def sender_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "url_out": URL,
+        "max_attempts": MAX_ATTEMPTS,
+        "backoff_initial": BACKOFF_INITIAL,
+        "backoff_max": BACKOFF_MAX,
+        "retry_after_max": RETRY_AFTER_MAX,
+        "unreachable_after": 60.0,
+        "concurrency": 4,
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def make_sender(
+    sleeps: list[float],
+    *,
+    halt: threading.Event | None = None,
+    health: SinkHealth | None = None,
+    sleep: Callable[[float], object] | None = None,
+    **overrides: Any,
+) -> Sender:
+    return Sender(
+        sender_settings(**overrides),
+        halt=halt or threading.Event(),
+        sleep=sleep or sleeps.append,
+        health=health,
+    )
+
+
+def answer(rsps: responses.RequestsMock, *statuses: int, **kwargs: Any) -> None:
+    """Queue the sink's answers in order; the last one repeats."""
+    for status in statuses:
+        rsps.add(responses.POST, URL, status=status, **kwargs)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+# --- retried answers ----------------------------------------------------------------------
+
+
+def test_503_then_201_is_delivered_on_the_second_attempt(rsps: responses.RequestsMock) -> None:
+    """A 503 followed by a 201 delivers the row in two attempts and records both statuses."""
+    answer(rsps, 503, 201)
+    sleeps: list[float] = []
+
+    outcome = make_sender(sleeps).deliver(DELIVERY)
+
+    assert outcome.verdict is Verdict.DELIVERED
+    assert outcome.attempts == 2
+    assert outcome.statuses == [503, 201]
+    assert outcome.status == 201
+    assert outcome.unanswered == 0
+    assert outcome.reason == ""
+    assert len(sleeps) == 1
+    assert len(rsps.calls) == 2
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504], ids=lambda status: f"{status}-is-retried")
+def test_transient_statuses_are_retried(rsps: responses.RequestsMock, status: int) -> None:
+    """Each transient status of the spec gets another attempt, after one wait."""
+    answer(rsps, status, 201)
+    sleeps: list[float] = []
+
+    outcome = make_sender(sleeps).deliver(DELIVERY)
+
+    assert outcome.verdict is Verdict.DELIVERED
+    assert outcome.statuses == [status, 201]
+    assert outcome.attempts == 2
+    assert len(sleeps) == 1
+
+
+@pytest.mark.parametrize("status", [200, 201, 202, 204], ids=lambda status: f"{status}-is-delivered")
+def test_any_2xx_is_delivered_at_once(rsps: responses.RequestsMock, status: int) -> None:
+    """Every 2xx answer counts as delivered, without a retry."""
+    answer(rsps, status)
+    sleeps: list[float] = []
+
+    outcome = make_sender(sleeps).deliver(DELIVERY)
+
+    assert (outcome.verdict, outcome.attempts, outcome.status, sleeps) == (Verdict.DELIVERED, 1, status, [])
+
+
+def _in(seconds: float) -> Callable[[], str]:
+    return lambda: formatdate(time.time() + seconds, usegmt=True)
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after", "low", "high"),
+    [
+        pytest.param(429, lambda: "7", 7.0, 7.0, id="429-seconds-is-waited-exactly"),
+        pytest.param(503, lambda: "7", 7.0, 7.0, id="503-seconds-is-waited-exactly"),
+        pytest.param(429, lambda: " 3 ", 3.0, 3.0, id="seconds-with-spaces"),
+        pytest.param(429, lambda: "0", 0.0, 0.0, id="zero-means-at-once"),
+        pytest.param(429, _in(20), 15.0, 20.0, id="http-date-is-waited-until"),
+        pytest.param(429, lambda: "Wed, 21 Oct 2015 07:28:00 GMT", 0.0, 0.0, id="http-date-in-the-past-is-zero"),
+        pytest.param(429, lambda: "3600", RETRY_AFTER_MAX, RETRY_AFTER_MAX, id="above-retry-after-max-is-capped"),
+        pytest.param(429, _in(3600), RETRY_AFTER_MAX, RETRY_AFTER_MAX, id="distant-http-date-is-capped"),
+        pytest.param(429, lambda: "soon", 0.0, BACKOFF_INITIAL, id="garbage-falls-back-to-backoff"),
+        pytest.param(429, lambda: "1.5", 0.0, BACKOFF_INITIAL, id="fraction-falls-back-to-backoff"),
+        pytest.param(429, lambda: "-5", 0.0, BACKOFF_INITIAL, id="negative-falls-back-to-backoff"),
+    ],
+)
+def test_retry_after_is_honoured(
+    rsps: responses.RequestsMock, status: int, retry_after: Callable[[], str], low: float, high: float
+) -> None:
+    """The wait before the next attempt is what Retry-After asks for, capped; an unreadable one means backoff."""
+    rsps.add(responses.POST, URL, status=status, headers={"Retry-After": retry_after()})
+    answer(rsps, 201)
+    sleeps: list[float] = []
+
+    outcome = make_sender(sleeps).deliver(DELIVERY)
+
+    assert outcome.verdict is Verdict.DELIVERED
+    assert len(sleeps) == 1
+    assert low <= sleeps[0] <= high
+
+
+@pytest.mark.parametrize(
+    "retry_after",
+    ["Mon, 01 Jan 99999 00:00:00 GMT", "31 Dec 10000000000000 00:00"],
+    ids=["year-99999", "year-beyond-c-long"],
+)
+def test_out_of_range_retry_after_date_falls_back_to_backoff(rsps: responses.RequestsMock, retry_after: str) -> None:
+    """A Retry-After date no clock can hold is garbage like any other: the sender backs off and retries."""
+    rsps.add(responses.POST, URL, status=503, headers={"Retry-After": retry_after})
+    answer(rsps, 201)
+    sleeps: list[float] = []
+
+    outcome = make_sender(sleeps).deliver(DELIVERY)
+
+    assert outcome.verdict is Verdict.DELIVERED
+    assert len(sleeps) == 1
+    assert 0.0 <= sleeps[0] <= BACKOFF_INITIAL
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        pytest.param(None, None, id="absent-is-none"),
+        pytest.param("7", 7.0, id="seconds"),
+        pytest.param("0", 0.0, id="zero"),
+        pytest.param("Wed, 21 Oct 2015 07:28:00 GMT", 0.0, id="past-date-is-zero"),
+        pytest.param("later", None, id="garbage-is-none"),
+        pytest.param("", None, id="empty-is-none"),
+    ],
+)
+def test_retry_after_seconds_reads_the_header(header: str | None, expected: float | None) -> None:
+    """retry_after_seconds turns a Retry-After header into seconds, or None when there is none to honour."""
+    response = requests.Response()
+    if header is not None:
+        response.headers["Retry-After"] = header
+
+    assert retry_after_seconds(response) == expected
+
+
+def test_backoff_waits_stay_within_exponential_jitter_bounds(rsps: responses.RequestsMock) -> None:
+    """Wait n (0-based) is drawn from [0, min(backoff_max, backoff_initial * 2**n)], so it grows and is capped."""
+    answer(rsps, 503)
+    attempts = 10
+    for _ in range(20):
+        sleeps: list[float] = []
+        outcome = make_sender(sleeps, max_attempts=attempts).deliver(DELIVERY)
+
+        assert outcome.attempts == attempts
+        assert len(sleeps) == attempts - 1
+        for n, wait in enumerate(sleeps):
+            assert 0 <= wait <= min(BACKOFF_MAX, BACKOFF_INITIAL * 2**n), (n, sleeps)
+        # Full jitter: waits are random, not the bounds themselves.
+        assert len(set(sleeps)) > 1
+
+
+def test_retry_policy_stops_after_max_counted_attempts_and_reraises() -> None:
+    """make_retrying's policy stops once the Outcome counts max_attempts, and re-raises the last transient error."""
+    sleeps: list[float] = []
+    retrying = make_retrying(sender_settings(max_attempts=3), give_up=lambda: False, sleep=sleeps.append)
+    outcome = Outcome(DELIVERY, Verdict.FAILED)
+
+    def always_down(delivery: Delivery, outcome: Outcome) -> None:
+        outcome.attempts += 1
+        outcome.counted += 1
+        raise requests.ConnectionError("Connection refused")
+
+    with pytest.raises(requests.ConnectionError):
+        retrying(always_down, DELIVERY, outcome)
+    assert outcome.attempts == 3
+    assert len(sleeps) == 2
+
+
+def test_retry_policy_stops_at_once_when_giving_up() -> None:
+    """make_retrying's policy makes no further attempt once give_up() holds."""
+    sleeps: list[float] = []
+    retrying = make_retrying(sender_settings(max_attempts=10), give_up=lambda: True, sleep=sleeps.append)
+    outcome = Outcome(DELIVERY, Verdict.FAILED)
+
+    def busy(delivery: Delivery, outcome: Outcome) -> None:
+        outcome.attempts += 1
+        outcome.counted += 1
+        raise RetryableAnswer(503, None)
+
+    with pytest.raises(RetryableAnswer):
+        retrying(busy, DELIVERY, outcome)
+    assert outcome.attempts == 1
+    assert sleeps == []
+
+
+def test_retry_policy_does_not_retry_other_errors() -> None:
+    """make_retrying's policy lets an error that is not transient through at once."""
+    retrying = make_retrying(sender_settings(), give_up=lambda: False, sleep=lambda _: None)
+    outcome = Outcome(DELIVERY, Verdict.FAILED)
+
+    def broken(delivery: Delivery, outcome: Outcome) -> None:
+        outcome.attempts += 1
+        raise KeyError("bug")
+
+    with pytest.raises(KeyError):
+        retrying(broken, DELIVERY, outcome)
+    assert outcome.attempts == 1
+
+
+# --- no answer ------------------------------------------------------------------------------
+
+
+def test_connection_error_then_201_counts_one_unanswered_attempt(rsps: responses.RequestsMock) -> None:
+    """A connection error is retried, and counted as an attempt the sink did not answer."""
+    rsps.add(responses.POST, URL, body=requests.ConnectionError("Connection refused"))
+    answer(rsps, 201)
+    sleeps: list[float] = []
+
+    outcome = make_sender(sleeps).deliver(DELIVERY)
+
+    assert outcome.verdict is Verdict.DELIVERED
+    assert outcome.attempts == 2
+    assert outcome.unanswered == 1
+    assert outcome.statuses == [201]
+    assert len(sleeps) == 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [requests.exceptions.ReadTimeout("read timed out"), requests.exceptions.ConnectTimeout("connect timed out")],
+    ids=["read-timeout-is-retried", "connect-timeout-is-retried"],
+)
+def test_timeout_then_success(rsps: responses.RequestsMock, error: Exception) -> None:
+    """A timeout is retried, and counted as unanswered."""
+    rsps.add(responses.POST, URL, body=error)
+    answer(rsps, 201)
+    sleeps: list[float] = []
+
+    outcome = make_sender(sleeps).deliver(DELIVERY)
+
+    assert (outcome.verdict, outcome.attempts, outcome.unanswered, outcome.statuses) == (
+        Verdict.DELIVERED,
+        2,
+        1,
+        [201],
+    )
+
+
+def test_unanswered_attempts_do_not_use_up_max_attempts_while_nobody_gets_answers(
+    rsps: responses.RequestsMock,
+) -> None:
+    """While the sink answers no one, failed connections do not count against max_attempts: the row waits for it."""
+    for _ in range(MAX_ATTEMPTS + 2):
+        rsps.add(responses.POST, URL, body=requests.ConnectionError("Connection refused"))
+    answer(rsps, 201)
+    sleeps: list[float] = []
+
+    outcome = make_sender(sleeps).deliver(DELIVERY)
+
+    assert outcome.verdict is Verdict.DELIVERED
+    assert outcome.attempts == MAX_ATTEMPTS + 3
+    assert outcome.unanswered == MAX_ATTEMPTS + 2
+    assert outcome.counted == 1
+    assert outcome.statuses == [201]
+
+
+def test_unanswered_attempts_count_when_the_sink_answered_others(rsps: responses.RequestsMock) -> None:
+    """A row whose attempts get no answer while other requests do get answers fails after max_attempts."""
+    health = SinkHealth(after=60)
+
+    def others_answered_then_reset(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        health.answered()  # another thread's request got an answer meanwhile
+        raise requests.ConnectionError("Connection reset by peer")
+
+    rsps.add_callback(responses.POST, URL, callback=others_answered_then_reset)
+    sleeps: list[float] = []
+
+    outcome = make_sender(sleeps, health=health).deliver(DELIVERY)
+
+    assert outcome.verdict is Verdict.FAILED
+    assert outcome.attempts == MAX_ATTEMPTS
+    assert outcome.unanswered == MAX_ATTEMPTS
+    assert outcome.statuses == []
+    assert outcome.status is None
+    assert outcome.reason == f"gave up after {MAX_ATTEMPTS} attempts (last: connection reset)"
+    assert len(sleeps) == MAX_ATTEMPTS - 1
+
+
+# --- final answers ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [400, 422], ids=lambda status: f"{status}-is-final")
+def test_data_refusal_is_final_after_one_attempt(rsps: responses.RequestsMock, status: int) -> None:
+    """A 400 or 422 is not retried: the row is REJECTED with the first line of the sink's body as the reason."""
+    answer(rsps, status, body="year 1850 is outside 1888..2026\nsecond line\n")
+    sleeps: list[float] = []
+
+    outcome = make_sender(sleeps).deliver(DELIVERY)
+
+    assert outcome.verdict is Verdict.REJECTED
+    assert outcome.attempts == 1
+    assert outcome.status == status
+    assert outcome.statuses == [status]
+    assert outcome.reason == f"sink {status}: year 1850 is outside 1888..2026"
+    assert sleeps == []
+    assert len(rsps.calls) == 1
+
+
+def test_data_refusal_without_a_body_still_has_a_reason(rsps: responses.RequestsMock) -> None:
+    """A 400 with an empty body gets a reason that says so rather than an empty cell."""
+    answer(rsps, 400, body="")
+    outcome = make_sender([]).deliver(DELIVERY)
+
+    assert outcome.verdict is Verdict.REJECTED
+    assert outcome.reason == "sink 400: (no reason given)"
+
+
+def test_data_refusal_reason_is_bounded(rsps: responses.RequestsMock) -> None:
+    """A huge one-line body does not become a huge reason cell."""
+    answer(rsps, 400, body="x" * 10_000)
+    outcome = make_sender([]).deliver(DELIVERY)
+
+    assert outcome.verdict is Verdict.REJECTED
+    assert 500 <= len(outcome.reason) < 600
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 405], ids=lambda status: f"{status}-stops-the-run")
+def test_configuration_answers_are_refused_after_one_attempt(rsps: responses.RequestsMock, status: int) -> None:
+    """401/403/404/405 mean the configuration is wrong: REFUSED at once, with a reason naming the status and URL."""
+    answer(rsps, status)
+    sleeps: list[float] = []
+
+    outcome = make_sender(sleeps).deliver(DELIVERY)
+
+    assert outcome.verdict is Verdict.REFUSED
+    assert outcome.attempts == 1
+    assert outcome.status == status
+    assert str(status) in outcome.reason
+    assert URL in outcome.reason
+    assert sleeps == []
+    assert len(rsps.calls) == 1
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308], ids=lambda status: f"{status}-is-not-followed")
+def test_redirect_is_refused_and_not_followed(rsps: responses.RequestsMock, status: int) -> None:
+    """A redirect is a configuration problem: REFUSED, naming where it points, and never followed."""
+    elsewhere = "http://sink.test/v2/movies"
+    answer(rsps, status, headers={"Location": elsewhere})
+    rsps.add(responses.POST, elsewhere, status=201)
+    rsps.add(responses.GET, elsewhere, status=200)
+
+    outcome = make_sender([]).deliver(DELIVERY)
+
+    assert outcome.verdict is Verdict.REFUSED
+    assert outcome.attempts == 1
+    assert str(status) in outcome.reason
+    assert elsewhere in outcome.reason
+    assert [call.request.url for call in rsps.calls] == [URL]
+
+
+@pytest.mark.parametrize("status", [409, 410, 413, 501, 505], ids=lambda status: f"{status}-fails-at-once")
+def test_other_statuses_fail_after_one_attempt(rsps: responses.RequestsMock, status: int) -> None:
+    """An answer that retrying cannot change fails the row at once, with the status in the reason."""
+    answer(rsps, status, body="conflict with a stored film")
+    sleeps: list[float] = []
+
+    outcome = make_sender(sleeps).deliver(DELIVERY)
+
+    assert outcome.verdict is Verdict.FAILED
+    assert outcome.attempts == 1
+    assert outcome.status == status
+    assert outcome.reason == f"sink {status}: conflict with a stored film"
+    assert sleeps == []
+
+
+def test_always_503_fails_after_exactly_max_attempts(rsps: responses.RequestsMock) -> None:
+    """A sink that answers 503 every time gets exactly max_attempts POSTs, then the row FAILED."""
+    answer(rsps, 503)
+    sleeps: list[float] = []
+
+    outcome = make_sender(sleeps).deliver(DELIVERY)
+
+    assert outcome.verdict is Verdict.FAILED
+    assert outcome.attempts == MAX_ATTEMPTS
+    assert outcome.statuses == [503] * MAX_ATTEMPTS
+    assert outcome.status == 503
+    assert outcome.unanswered == 0
+    assert len(sleeps) == MAX_ATTEMPTS - 1
+    assert len(rsps.calls) == MAX_ATTEMPTS
+    assert outcome.reason == f"gave up after {MAX_ATTEMPTS} attempts (last: HTTP 503)"
+
+
+# --- what goes on the wire ------------------------------------------------------------------
+
+
+def test_every_post_carries_the_key_and_the_body_unchanged(rsps: responses.RequestsMock) -> None:
+    """Each attempt POSTs the Delivery's body bytes as JSON, with its Idempotency-Key, to URL_OUT."""
+    answer(rsps, 503, 502, 201)
+
+    outcome = make_sender([]).deliver(DELIVERY)
+
+    assert outcome.verdict is Verdict.DELIVERED
+    assert len(rsps.calls) == 3
+    for call in rsps.calls:
+        request = call.request
+        assert request.method == "POST"
+        assert request.url == URL
+        assert request.body == BODY
+        assert request.headers["Idempotency-Key"] == DELIVERY.key
+        assert request.headers["Content-Type"] == "application/json"
+        assert request.headers["User-Agent"].startswith("movymporter/")
+
+
+def test_outcome_keeps_the_delivery(rsps: responses.RequestsMock) -> None:
+    """The outcome carries its Delivery, so the report gets the line and the original cells."""
+    answer(rsps, 400, body="title is empty")
+    outcome = make_sender([]).deliver(DELIVERY)
+
+    assert isinstance(outcome, Outcome)
+    assert outcome.delivery is DELIVERY
+
+
+# --- stopping ---------------------------------------------------------------------------------
+
+
+def test_halt_set_while_waiting_aborts_the_row_and_stops_sleeping(rsps: responses.RequestsMock) -> None:
+    """A stop that arrives while the sender waits between attempts makes the row ABORTED, and no more waits follow."""
+    answer(rsps, 503)
+    halt = threading.Event()
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        halt.set()
+
+    outcome = make_sender(sleeps, halt=halt, sleep=sleep).deliver(DELIVERY)
+
+    assert outcome.verdict is Verdict.ABORTED
+    assert outcome.verdict is not Verdict.FAILED
+    assert len(sleeps) == 1
+    assert outcome.attempts < MAX_ATTEMPTS
+    assert "stopped" in outcome.reason
+    assert outcome.status == 503
+
+
+def test_halt_set_during_an_attempt_aborts_without_waiting(rsps: responses.RequestsMock) -> None:
+    """A stop that arrives while a POST is in flight ends the row after that attempt, without a wait."""
+    halt = threading.Event()
+
+    def stop_then_503(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        halt.set()
+        return 503, {}, ""
+
+    rsps.add_callback(responses.POST, URL, callback=stop_then_503)
+    sleeps: list[float] = []
+
+    outcome = make_sender(sleeps, halt=halt).deliver(DELIVERY)
+
+    assert outcome.verdict is Verdict.ABORTED
+    assert outcome.attempts == 1
+    assert sleeps == []
+    assert len(rsps.calls) == 1
+
+
+def test_halt_does_not_undo_a_final_answer(rsps: responses.RequestsMock) -> None:
+    """A row the sink answered 201 is DELIVERED even if the run starts stopping during that POST."""
+    halt = threading.Event()
+
+    def stop_then_201(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        halt.set()
+        return 201, {}, ""
+
+    rsps.add_callback(responses.POST, URL, callback=stop_then_201)
+
+    outcome = make_sender([], halt=halt).deliver(DELIVERY)
+
+    assert outcome.verdict is Verdict.DELIVERED
+
+
+def test_a_row_after_the_halt_is_not_sent_at_all(rsps: responses.RequestsMock) -> None:
+    """Once the run is stopping, a row that has not started is ABORTED without a POST."""
+    halt = threading.Event()
+    halt.set()
+    answer(rsps, 201)
+
+    outcome = make_sender([], halt=halt).deliver(DELIVERY)
+
+    assert outcome.verdict is Verdict.ABORTED
+    assert outcome.attempts == 0
+    assert len(rsps.calls) == 0
+    assert outcome.reason == "not delivered: the run was stopped"
+
+
+def test_default_sleep_is_the_halt_event_so_a_stop_interrupts_the_wait(rsps: responses.RequestsMock) -> None:
+    """Without an injected sleep the sender waits on the halt event, so a set event ends the wait at once."""
+    answer(rsps, 429, headers={"Retry-After": "30"})
+    halt = threading.Event()
+    threading.Timer(0.05, halt.set).start()
+    sender = Sender(sender_settings(), halt=halt)
+
+    started = time.monotonic()
+    outcome = sender.deliver(DELIVERY)
+
+    assert time.monotonic() - started < 5
+    assert outcome.verdict is Verdict.ABORTED
+
+
+# --- sink health ------------------------------------------------------------------------------
+
+
+def test_health_goes_down_after_failing_for_longer_than_after() -> None:
+    """Failures that keep coming for more than `after` seconds without an answer mark the sink down."""
+    clock = FakeClock()
+    health = SinkHealth(after=10, clock=clock)
+
+    health.failed("connection refused")
+    clock.advance(6)
+    health.failed("connection refused")
+    assert not health.down
+    clock.advance(6)
+    health.failed("HTTP 503")
+
+    assert health.down
+    assert health.last_error == "HTTP 503"
+
+
+def test_health_counts_usable_answers() -> None:
+    """answered() counts every usable answer, so a sender can tell whether the sink answered anyone meanwhile."""
+    health = SinkHealth(after=10, clock=FakeClock())
+    health.answered()
+    health.failed("timeout")
+    health.answered()
+
+    assert health.answers == 2
+
+
+def test_health_is_not_down_at_exactly_after_seconds() -> None:
+    """`after` seconds of failures are tolerated; only more than that marks the sink down."""
+    clock = FakeClock()
+    health = SinkHealth(after=10, clock=clock)
+    clock.advance(10)
+    health.failed("timeout")
+
+    assert not health.down
+
+
+def test_an_answer_resets_the_health_clock() -> None:
+    """An answer between failures starts the `after` period again."""
+    clock = FakeClock()
+    health = SinkHealth(after=10, clock=clock)
+
+    for _ in range(5):
+        clock.advance(6)
+        health.failed("HTTP 503")
+        clock.advance(1)
+        health.answered()
+    clock.advance(6)
+    health.failed("HTTP 503")
+
+    assert not health.down
+
+
+def test_one_failure_after_an_idle_stretch_does_not_mark_the_sink_down() -> None:
+    """Time without any attempt is not time of failure: one 503 after a quiet minute does not declare the sink down."""
+    clock = FakeClock()
+    health = SinkHealth(after=10, clock=clock)
+    health.answered()
+    clock.advance(120)  # nothing sent: the reader was going through rows that are not sent
+
+    health.failed("HTTP 503")
+
+    assert not health.down
+
+
+def test_sender_gives_up_once_the_sink_is_down(rsps: responses.RequestsMock) -> None:
+    """When failures outlast `unreachable_after`, the sender stops retrying and the row is ABORTED, not FAILED."""
+    rsps.add(responses.POST, URL, body=requests.ConnectionError("Connection refused"))
+    clock = FakeClock()
+    health = SinkHealth(after=10, clock=clock)
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock.advance(6)
+
+    sender = make_sender(sleeps, health=health, sleep=sleep, max_attempts=10)
+    outcome = sender.deliver(DELIVERY)
+
+    assert sender.health.down
+    assert outcome.verdict is Verdict.ABORTED
+    assert outcome.attempts == 3  # failures at t=0, 6 and 12: the third is more than 10 s after the start
+    assert len(sleeps) == 2
+    assert "connection refused" in sender.health.last_error
+
+
+def test_503s_count_as_failures_for_health(rsps: responses.RequestsMock) -> None:
+    """A sink that only answers 503 for longer than `unreachable_after` is declared down."""
+    answer(rsps, 503)
+    clock = FakeClock()
+    health = SinkHealth(after=10, clock=clock)
+    sender = make_sender([], health=health, sleep=lambda _: clock.advance(4), max_attempts=10)
+
+    outcome = sender.deliver(DELIVERY)
+
+    assert health.down
+    assert outcome.verdict is Verdict.ABORTED
+    assert health.last_error == "HTTP 503"
+
+
+@pytest.mark.parametrize("status", [408, 429], ids=lambda status: f"{status}-proves-the-sink-is-up")
+def test_slow_down_answers_keep_the_sink_alive(rsps: responses.RequestsMock, status: int) -> None:
+    """408 and 429 are retried but prove the sink reads requests, so they never mark it down."""
+    answer(rsps, status)
+    clock = FakeClock()
+    health = SinkHealth(after=10, clock=clock)
+    sender = make_sender([], health=health, sleep=lambda _: clock.advance(30))
+
+    outcome = sender.deliver(DELIVERY)
+
+    assert not health.down
+    assert outcome.verdict is Verdict.FAILED
+    assert outcome.attempts == MAX_ATTEMPTS
+
+
+def test_a_down_sink_gets_no_more_attempts(rsps: responses.RequestsMock) -> None:
+    """Once the sink is down, a new row is ABORTED without a POST and without waiting."""
+    rsps.add(responses.POST, URL, body=requests.ConnectionError("Connection refused"))
+    clock = FakeClock()
+    health = SinkHealth(after=10, clock=clock)
+    health.down = True
+    sleeps: list[float] = []
+
+    outcome = make_sender(sleeps, health=health).deliver(DELIVERY)
+
+    assert outcome.verdict is Verdict.ABORTED
+    assert outcome.attempts == 0
+    assert len(rsps.calls) == 0
+    assert "the sink stopped answering" in outcome.reason
+    assert sleeps == []
+
+
+# --- reachability and session ------------------------------------------------------------------
+
+
+def test_check_reachable_raises_for_a_closed_port() -> None:
+    """Nothing listening at URL_OUT's port is SinkUnreachable, with a message naming host and port."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    sender = Sender(
+        sender_settings(url_out=f"http://127.0.0.1:{port}/movies", connect_timeout=1), halt=threading.Event()
+    )
+
+    with pytest.raises(SinkUnreachable, match=rf"127\.0\.0\.1:{port}"):
+        sender.check_reachable()
+
+
+def test_check_reachable_passes_for_a_listening_socket() -> None:
+    """A socket that accepts connections at URL_OUT's port passes the check."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        sender = Sender(
+            sender_settings(url_out=f"http://127.0.0.1:{port}/movies", connect_timeout=1), halt=threading.Event()
+        )
+
+        sender.check_reachable()
+
+
+@pytest.mark.parametrize("concurrency", [1, 16, 64])
+def test_session_pool_holds_one_connection_per_request_in_flight(concurrency: int) -> None:
+    """make_session's adapters keep `concurrency` keep-alive connections, block when full, and never retry."""
+    session = make_session(concurrency)
+
+    for url in ("http://sink.test/movies", "https://sink.test/movies"):
+        adapter = session.get_adapter(url)
+        assert adapter._pool_maxsize == concurrency  # type: ignore[attr-defined]
+        assert adapter._pool_block is True  # type: ignore[attr-defined]
+        assert adapter.max_retries.total == 0  # type: ignore[attr-defined]
+    assert session.headers["Content-Type"] == "application/json"
+    session.close()
+
+
+def test_sender_builds_its_session_from_concurrency() -> None:
+    """A Sender without an injected session pools as many connections as CONCURRENCY."""
+    sender = Sender(sender_settings(concurrency=7), halt=threading.Event())
+
+    assert sender.session.get_adapter(URL)._pool_maxsize == 7  # type: ignore[attr-defined]
+    sender.close()
+
+
+def test_sender_uses_the_injected_session(rsps: responses.RequestsMock) -> None:
+    """An injected session is the one that sends, with its own headers."""
+    session = make_session(2)
+    session.headers["X-Test"] = "yes"
+    answer(rsps, 201)
+    sender = Sender(sender_settings(), halt=threading.Event(), session=session, sleep=lambda _: None)
+
+    sender.deliver(DELIVERY)
+
+    assert sender.session is session
+    assert rsps.calls[0].request.headers["X-Test"] == "yes"
