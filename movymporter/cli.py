@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -23,7 +24,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from movymporter import __version__, pipeline
 from movymporter.errors import ConfigError, InputError, MovymporterError, SinkRefused, SinkUnreachable
 from movymporter.report import render_summary
-from movymporter.settings import Settings, load_settings, unknown_env_file_keys
+from movymporter.settings import Settings, exposed_secrets, load_settings, unknown_env_file_keys
 from movymporter.status import ExitStatus
 
 log = logging.getLogger("movymporter")
@@ -127,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         show_traceback = show_traceback or settings.log_level == "DEBUG"
         for key in unknown_env_file_keys(env_file):
             log.warning("%s: %s is not a setting of movymporter (typo?); it is ignored", env_file, key)
+        for key in exposed_secrets(env_file):
+            log.warning("%s holds %s and other users can read it: chmod 600 %s", env_file, key, env_file)
         return _run(settings, progress_bar=sys.stderr.isatty() and not args.no_progress)
     except MovymporterError as error:
         if show_traceback:
@@ -137,8 +140,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return status
         return ExitStatus.USAGE
     except KeyboardInterrupt:
-        print("movymporter: interrupted; reports of this run may be incomplete", file=sys.stderr)
-        return ExitStatus.INTERRUPTED
+        # Second Ctrl-C: quit now, without waiting for the threads still in a request. The resume
+        # state is consistent (SQLite commits are atomic); rows whose answer was not recorded
+        # are sent again by the next run under the same idempotency keys.
+        print("movymporter: interrupted at once; the next run resumes from the saved state", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(ExitStatus.INTERRUPTED)
 
 
 def _run(settings: Settings, *, progress_bar: bool) -> int:

@@ -73,9 +73,9 @@ def parse(text: str) -> Snapshot:
     return Snapshot(post)
 
 
-def scrape(session: requests.Session, url: str, timeout: float) -> Snapshot:
+def scrape(session: requests.Session, url: str, timeout: float, headers: dict[str, str] | None = None) -> Snapshot:
     try:
-        response = session.get(url, timeout=timeout)
+        response = session.get(url, timeout=timeout, headers=headers)
     except requests.RequestException as error:
         raise MetricsUnavailable(f"{url}: {type(error).__name__}") from None
     if response.status_code != 200:

@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import IO, Any
 
 import requests
@@ -33,11 +34,13 @@ from movymporter.report import Reports, restore
 from movymporter.schema import FIELDS, Contract, Problem, column_positions, to_json
 from movymporter.sender import Delivery, Outcome, Sender, Verdict
 from movymporter.settings import Settings
+from movymporter.state import FAILED, SINK_REJECTED, ResumeState, input_key
 from movymporter.status import ExitStatus
 
 log = logging.getLogger("movymporter")
 
 TOP_REASONS = 10
+STATE_FILE = "state.sqlite"
 _NUMBER = re.compile(r"\d+(\.\d+)?")
 _QUOTED = re.compile(r'"[^"]*"')
 
@@ -103,6 +106,12 @@ class Pipeline:
         self._progress_stream = progress_stream
         self._progress_bar = progress_bar
         self._started = time.monotonic()
+        self.state: ResumeState | None = None
+        self._in_flight: set[int] = set()
+        self._delivered_recently: set[int] = set()
+        self._first_unsettled_abort: int | None = None
+        self._frontier = 1
+        self._carried_rejections = 0
 
     def run(self) -> RunResult:
         settings = self.settings
@@ -119,6 +128,8 @@ class Pipeline:
                 header=header,
             )
             sender = None if settings.dry_run else self._connect()
+            if sender is not None:
+                self.state = self._open_state(path)
             before = self._scrape(sender)
             progress = Progress(
                 source.size,
@@ -145,10 +156,15 @@ class Pipeline:
                     progress.update(source.bytes_read, asdict(self.tally), force=True)
                     progress.close()
             unread = source.lines_read + 1 if self.stopped_early and source.has_more() else None
+            if unread is None:
+                self._frontier = source.lines_read + 1
+            self._save_state(force=True)
             self.tally.blank = source.blank_lines
             check = self._reconcile(sender, before)
             if sender is not None:
                 sender.close()
+            if self.state is not None:
+                self.state.close()
             summary = self._summary(source, check, unread)
             reports.finish(summary)
         return RunResult(summary, ExitStatus(summary["exit_status"]))
@@ -186,12 +202,15 @@ class Pipeline:
                 else:
                     body = to_json(result)
                     self._route(record, body, cells[skip:], seen, reports, pool)
+            self._frontier = record.end_line + 1
             if tally.rows & 0xFF == 0:
                 progress.update(source.bytes_read, asdict(tally))
+                self._save_state()
             if self.stopped is not None or halt.is_set():
                 return
-            if settings.stop_on_errors and tally.rejected >= settings.stop_on_errors:
-                self._stop(f"STOP_ON_ERRORS={settings.stop_on_errors} reached ({tally.rejected} rows rejected)")
+            rejected = tally.rejected - self._carried_rejections
+            if settings.stop_on_errors and rejected >= settings.stop_on_errors:
+                self._stop(f"STOP_ON_ERRORS={settings.stop_on_errors} reached ({rejected} rows rejected)")
                 return
 
     def _route(
@@ -217,10 +236,26 @@ class Pipeline:
         if pool is None:
             self.tally.valid += 1
             return
+        settled = self.state.settled_before(record.line) if self.state is not None else None
+        if settled == "delivered":
+            self.tally.delivered += 1
+            self.tally.already_delivered += 1
+            return
+        if settled == SINK_REJECTED:
+            assert self.state is not None
+            reason = self.state.reason(record.line)
+            self.tally.sink_rejected += 1
+            self._carried_rejections += 1
+            reports.reject(record.line, "sink", reason, cells)
+            self.reasons[f"sink: {_generalise(reason)}"] += 1
+            return
+        self._in_flight.add(record.line)
         pool.submit(Delivery(record.line, cells, body, key))
 
     def _on_outcome(self, outcome: Outcome, reports: Reports, sender: Sender) -> None:
         tally, delivery = self.tally, outcome.delivery
+        self._in_flight.discard(delivery.line)
+        self._settle(outcome)
         tally.retries += max(outcome.attempts - 1, 0)
         tally.unanswered += outcome.unanswered
         self.responses.update(outcome.statuses)
@@ -247,6 +282,48 @@ class Pipeline:
                 f"(last error: {sender.health.last_error})"
             )
 
+    def _settle(self, outcome: Outcome) -> None:
+        """What the next run needs to know about this row."""
+        line, verdict, state = outcome.delivery.line, outcome.verdict, self.state
+        if verdict is Verdict.DELIVERED:
+            self._delivered_recently.add(line)
+            if state is not None:
+                state.note(line, None)
+        elif verdict is Verdict.REJECTED and state is not None:
+            state.note(line, SINK_REJECTED, outcome.reason)
+        elif verdict is Verdict.FAILED and state is not None:
+            state.note(line, FAILED, outcome.reason)
+        elif verdict in (Verdict.ABORTED, Verdict.REFUSED):
+            first = self._first_unsettled_abort
+            self._first_unsettled_abort = line if first is None else min(first, line)
+
+    def _save_state(self, *, force: bool = False) -> None:
+        if self.state is None:
+            return
+        candidates = [self._frontier, *self._in_flight]
+        if self._first_unsettled_abort is not None:
+            candidates.append(self._first_unsettled_abort)
+        watermark = min(candidates)
+        self.state.save(watermark, self._delivered_recently, force=force)
+        self._delivered_recently = {line for line in self._delivered_recently if line >= watermark}
+
+    def _open_state(self, path: Path) -> ResumeState:
+        settings = self.settings
+        state = ResumeState(
+            settings.state_dir / STATE_FILE,
+            input_key(path, settings.url_out),
+            path=path,
+            url=settings.url_out,
+            fresh=settings.fresh,
+        )
+        if state.resuming:
+            log.info(
+                "resuming: an earlier run settled the rows before line %d%s; not sent again (--fresh sends all)",
+                state.watermark,
+                f" and {len(state.delivered_above)} after it" if state.delivered_above else "",
+            )
+        return state
+
     def _stop(self, reason: str) -> None:
         log.error("stopping: %s", reason)
         self.stopped = reason
@@ -257,6 +334,8 @@ class Pipeline:
         self, reports: Reports, line: int, stage: str, problems: list[tuple[str, str]], cells: list[str]
     ) -> None:
         self.tally.invalid += 1
+        if self.state is not None and line < self.state.watermark:
+            self._carried_rejections += 1
         reports.reject(line, stage, "; ".join(f"{code}: {message}" for code, message in problems), cells)
 
     def _reject_invalid(self, reports: Reports, record: Record, problems: list[Problem], cells: list[str]) -> None:
@@ -284,10 +363,14 @@ class Pipeline:
         if sender is None:
             return None
         try:
-            return metrics.scrape(sender.session, self.settings.metrics_endpoint, self.settings.read_timeout)
+            return self._scrape_once(sender)
         except metrics.MetricsUnavailable as error:
             log.warning("metrics check skipped: %s", error)
             return None
+
+    def _scrape_once(self, sender: Sender) -> metrics.Snapshot:
+        endpoint = self.settings.metrics_endpoint
+        return metrics.scrape(sender.session, endpoint, self.settings.read_timeout, sender.auth_headers_for(endpoint))
 
     def _reconcile(self, sender: Sender | None, before: metrics.Snapshot | None) -> metrics.Reconciliation:
         if sender is None:
@@ -297,7 +380,7 @@ class Pipeline:
                 "unavailable", notes=["the metrics endpoint could not be read before the run"]
             )
         try:
-            after = metrics.scrape(sender.session, self.settings.metrics_endpoint, self.settings.read_timeout)
+            after = self._scrape_once(sender)
         except metrics.MetricsUnavailable as error:
             log.warning("metrics check skipped: %s", error)
             return metrics.Reconciliation("unavailable", notes=[str(error)])
@@ -351,6 +434,7 @@ class Pipeline:
             "elapsed_s": round(elapsed, 3),
             "rows_per_s": round(tally.rows / elapsed, 1) if elapsed > 0 else 0.0,
             "metrics_check": check.as_dict(),
+            "resumed_before_line": self.state.watermark if self.state is not None and self.state.resuming else None,
             "top_reasons": [{"reason": reason, "rows": rows} for reason, rows in self.reasons.most_common(TOP_REASONS)],
             "stopped": self.stopped,
             "unread_from_line": unread,

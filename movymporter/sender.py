@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
@@ -155,9 +156,13 @@ class stop_when(stop_base):  # lower case, like tenacity's own strategies
         return self._condition()
 
 
-def make_session(concurrency: int) -> requests.Session:
-    """A session whose pool keeps one keep-alive connection per request in flight."""
+def make_session(concurrency: int, ca_bundle: Path | None = None) -> requests.Session:
+    """A session whose pool keeps one keep-alive connection per request in flight.
+
+    TLS certificates are always verified, against `ca_bundle` when one is given."""
     session = requests.Session()
+    if ca_bundle is not None:
+        session.verify = str(ca_bundle)
     adapter = HTTPAdapter(pool_connections=1, pool_maxsize=concurrency, pool_block=True, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
@@ -204,7 +209,10 @@ class Sender:
         self._url = settings.url_out
         self._timeout = (settings.connect_timeout, settings.read_timeout)
         self._connect_timeout = settings.connect_timeout
-        self.session = session or make_session(settings.concurrency)
+        self.session = session or make_session(settings.concurrency, settings.ca_bundle)
+        self._headers: dict[str, str] = {}
+        if settings.auth_token is not None:
+            self._headers["Authorization"] = f"Bearer {settings.auth_token.get_secret_value()}"
         self._halt = halt
         self._max_attempts = settings.max_attempts
         self.health = health or SinkHealth(settings.unreachable_after)
@@ -271,7 +279,7 @@ class Sender:
             response = self.session.post(
                 self._url,
                 data=delivery.body,
-                headers={"Idempotency-Key": delivery.key},
+                headers={**self._headers, "Idempotency-Key": delivery.key},
                 timeout=self._timeout,
                 allow_redirects=False,
             )
@@ -294,6 +302,11 @@ class Sender:
             raise RetryableAnswer(status, retry_after_seconds(response))
         self.health.answered()
         return response
+
+    def auth_headers_for(self, url: str) -> dict[str, str]:
+        """The Authorization header, but only for URL_OUT's own origin (never leak the token elsewhere)."""
+        same_origin = urlsplit(url)[:2] == urlsplit(self._url)[:2]
+        return dict(self._headers) if same_origin else {}
 
     def close(self) -> None:
         self.session.close()

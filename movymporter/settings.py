@@ -13,7 +13,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from movymporter.errors import ConfigError
@@ -45,7 +45,11 @@ ACCEPTED: dict[str, str] = {
     "dry_run": "true or false (1/0, yes/no)",
     "fresh": "true or false (1/0, yes/no)",
     "progress_interval": "a number of seconds greater than 0",
+    "state_dir": "a directory path",
+    "auth_token": "a bearer token (sent as 'Authorization: Bearer <token>'); empty means none",
+    "ca_bundle": "the path of a PEM file of CA certificates; empty means the system's",
 }
+SECRET_FIELDS = frozenset({"auth_token"})
 
 # Command-line flag of each setting that has one, for error messages and --help.
 FLAGS: dict[str, str] = {
@@ -98,6 +102,9 @@ class Settings(BaseSettings):
     dry_run: bool = Field(False, description="validate and report; send nothing")
     fresh: bool = Field(False, description="ignore the resume state of earlier runs")
     progress_interval: float = Field(10.0, gt=0, description="seconds between stats lines when not on a terminal")
+    state_dir: Path = Field(Path(".state"), description="where the resume state of each input is kept")
+    auth_token: SecretStr | None = Field(None, description="bearer token for the sink; never logged")
+    ca_bundle: Path | None = Field(None, description="CA certificates to verify the sink's TLS certificate")
 
     @field_validator("url_out")
     @classmethod
@@ -143,10 +150,17 @@ class Settings(BaseSettings):
         except LookupError:
             raise ValueError("unknown text encoding") from None
 
-    @field_validator("csv_in", mode="before")
+    @field_validator("csv_in", "ca_bundle", "auth_token", mode="before")
     @classmethod
-    def _empty_path(cls, value: Any) -> Any:
+    def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_bundle(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError("no such file")
+        return value
 
     @property
     def metrics_endpoint(self) -> str:
@@ -176,12 +190,23 @@ def load_settings(overrides: dict[str, Any] | None = None, env_file: Path | None
         for problem in error.errors():
             field = str(problem["loc"][0]) if problem["loc"] else "?"
             reason = problem["msg"].removeprefix("Value error, ")
+            shown = "(hidden)" if field in SECRET_FIELDS else repr(problem["input"])
             paragraphs.append(
-                f"{setting_name(field)} is {problem['input']!r}: {reason}. "
-                f"Accepted: {ACCEPTED.get(field, 'see --help')}."
+                f"{setting_name(field)} is {shown}: {reason}. Accepted: {ACCEPTED.get(field, 'see --help')}."
             )
         raise ConfigError("\n".join(paragraphs)) from None
     return settings
+
+
+def exposed_secrets(env_file: Path | None) -> list[str]:
+    """Secret settings held in an env file that users other than its owner can read."""
+    if env_file is None or not env_file.is_file() or not env_file.stat().st_mode & 0o077:
+        return []
+    try:
+        keys = {key.upper() for key, value in dotenv_values(env_file, encoding="utf-8").items() if value}
+    except UnicodeDecodeError:
+        return []
+    return sorted(name.upper() for name in SECRET_FIELDS if name.upper() in keys)
 
 
 def unknown_env_file_keys(env_file: Path | None) -> list[str]:

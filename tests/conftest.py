@@ -127,6 +127,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
 
     def make(**values: object) -> Settings:
         values.setdefault("report_dir", tmp_path / "reports")
+        values.setdefault("state_dir", tmp_path / "state")
         values.setdefault("backoff_initial", 0.005)
         values.setdefault("backoff_max", 0.1)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import sys
 
@@ -46,6 +47,11 @@ def main() -> int:
         log_level="warning",
         timeout_keep_alive=5,
     )
+    if settings.reset_rate:
+        # An answer cut off on purpose is not a server error worth a traceback in the log.
+        logging.getLogger("uvicorn.error").addFilter(
+            lambda record: "without completing response" not in record.getMessage()
+        )
     uvicorn.Server(config).run(sockets=[listener])
     return 0
 

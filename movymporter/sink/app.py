@@ -29,6 +29,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 EXTRAS_PREFIX = "/_sink/"
+RESET = 0
+"""Status recorded for an answer the sink cut off on purpose (SINK_RESET_RATE)."""
 
 
 class _BodyTooLarge(Exception):
@@ -50,9 +52,9 @@ class SinkMetrics:
         self.repeats = Counter(
             "sink_idempotent_repeats", "POSTs answered 201 without storing: key seen before", registry=self.registry
         )
-        self._post_children: dict[int, Any] = {}
+        self._post_children: dict[int | str, Any] = {}
 
-    def count_post(self, status: int) -> None:
+    def count_post(self, status: int | str) -> None:
         child = self._post_children.get(status)
         if child is None:
             child = self._post_children[status] = self.post.labels(status=str(status))
@@ -93,20 +95,25 @@ class SinkApp:
         record: dict[str, Any] = {"method": method, "path": path}
         if method == "POST":
             status = await self._post(scope, receive, send, record)
-            self.metrics.count_post(status)
+            self.metrics.count_post(status if status != RESET else "reset")
         elif method == "GET":
             status = await self._get(scope, send)
         else:
             status = await _respond(send, 405, b"method not allowed\n", headers=[(b"allow", b"GET, POST")])
-        record["status"] = status
+        record["status"] = status if status != RESET else "reset"
         record["ms"] = round((time.perf_counter() - started) * 1000, 3)
         self._write_log(record)
 
     async def _post(self, scope: Scope, receive: Receive, send: Send, record: dict[str, Any]) -> int:
+        settings = self.settings
         if self._latency_s:
             await asyncio.sleep(self._latency_s)
-        if self._rng.random() < self.settings.failure_rate:
-            return await _respond(send, 503, b"")
+        if settings.slow_rate and self._rng.random() < settings.slow_rate:
+            record["slow"] = True
+            await asyncio.sleep(settings.slow_ms / 1000.0)
+        if self._rng.random() < settings.failure_rate:
+            extra = [(b"retry-after", settings.retry_after.encode())] if settings.retry_after else []
+            return await _respond(send, settings.failure_status, b"", headers=extra)
         key = _header(scope, b"idempotency-key")
         if key is not None:
             record["key"] = key
@@ -130,6 +137,12 @@ class SinkApp:
         else:
             self.metrics.repeats.inc()
             record["repeat"] = True
+        if settings.reset_rate and self._rng.random() < settings.reset_rate:
+            # Stored, but the answer is cut off: the client sees a broken connection, as when a
+            # proxy or the network drops it, and must not store the film twice by retrying.
+            await send({"type": "http.response.start", "status": 201, "headers": [(b"content-length", b"64")]})
+            await send({"type": "http.response.body", "body": b"cut", "more_body": True})
+            return RESET
         return await _respond(send, 201, b"")
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:

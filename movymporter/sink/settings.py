@@ -19,3 +19,9 @@ class SinkSettings(BaseSettings):
     db: str = Field(":memory:", description="SQLite file of accepted films")
     max_body_bytes: int = Field(1_048_576, ge=1, description="larger request bodies get 413")
     read_timeout_s: float = Field(2.0, gt=0.0, description="time allowed to receive a request body")
+    # Fault injection for tests and benchmarks; the defaults leave the original behaviour.
+    failure_status: int = Field(503, ge=400, le=599, description="status of the random failures, e.g. 429")
+    retry_after: str | None = Field(None, description="Retry-After header sent with the random failures")
+    slow_rate: float = Field(0.0, ge=0.0, le=1.0, description="share of POSTs held for slow_ms before processing")
+    slow_ms: float = Field(0.0, ge=0.0, description="how long a slow POST is held")
+    reset_rate: float = Field(0.0, ge=0.0, le=1.0, description="share of stored films whose answer is cut off")
