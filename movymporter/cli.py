@@ -151,9 +151,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(settings: Settings, *, progress_bar: bool) -> int:
     halt = threading.Event()
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     _Interrupts(halt).install()
-    # While a bar is drawn, log records go through tqdm so they print above it.
-    with logging_redirect_tqdm() if progress_bar else contextlib.nullcontext():
-        result = pipeline.run(settings, halt=halt, progress_bar=progress_bar)
+    try:
+        # While a bar is drawn, log records go through tqdm so they print above it.
+        with logging_redirect_tqdm() if progress_bar else contextlib.nullcontext():
+            result = pipeline.run(settings, halt=halt, progress_bar=progress_bar)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     print(render_summary(result.summary))
     return result.exit_status

@@ -10,6 +10,7 @@ row read is in exactly one bucket:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
@@ -29,9 +30,10 @@ from movymporter.dedupe import SeenRecords, digest
 from movymporter.errors import ConfigError
 from movymporter.pool import DeliveryPool
 from movymporter.progress import Progress
-from movymporter.reader import CsvInput, Record, estimate_rows
+from movymporter.reader import REPORT_COLUMNS as _REPORT_COLUMN_NAMES
+from movymporter.reader import CsvInput, Record, decode_errors, estimate_rows, normalise_name
 from movymporter.report import Reports, restore
-from movymporter.schema import FIELDS, Contract, Problem, column_positions, to_json
+from movymporter.schema import FIELDS, Contract, column_positions, to_json
 from movymporter.sender import Delivery, Outcome, Sender, Verdict
 from movymporter.settings import Settings
 from movymporter.state import FAILED, SINK_REJECTED, ResumeState, input_key
@@ -41,6 +43,8 @@ log = logging.getLogger("movymporter")
 
 TOP_REASONS = 10
 STATE_FILE = "state.sqlite"
+REPORT_COLUMNS = len(_REPORT_COLUMN_NAMES)
+"""line, stage, reason: the columns a rejected.csv adds before the input's own."""
 _NUMBER = re.compile(r"\d+(\.\d+)?")
 _QUOTED = re.compile(r'"[^"]*"')
 
@@ -93,194 +97,191 @@ class Pipeline:
             raise ConfigError(
                 "CSV_IN (--csv) is not set: there is no file to import. Accepted: the path of a CSV file."
             )
+        self.path: Path = settings.csv_in
         self.settings = settings
         self.halt = halt
         self.tally = Tally()
         self.responses: Counter[int] = Counter()
         self.reasons: Counter[str] = Counter()
         self.stopped: str | None = None
-        self.stop_status = ExitStatus.STOPPED
         self._session = session
         self._sleep = sleep
         self._contract = Contract(max_year)
         self._progress_stream = progress_stream
         self._progress_bar = progress_bar
         self._started = time.monotonic()
-        self.state: ResumeState | None = None
+        # What the next run needs: see _save_state.
         self._in_flight: set[int] = set()
         self._delivered_recently: set[int] = set()
         self._first_unsettled_abort: int | None = None
         self._frontier = 1
         self._carried_rejections = 0
+        # The parts of the run, set up by run().
+        self.state: ResumeState | None = None
+        self._sender: Sender | None = None
+        self._pool: DeliveryPool | None = None
+        self._source: CsvInput
+        self._reports: Reports
+        self._seen: SeenRecords
+        self._progress: Progress
 
     def run(self) -> RunResult:
         settings = self.settings
-        assert settings.csv_in is not None
-        path = settings.csv_in
-        with CsvInput(path, delimiter=settings.delimiter, encoding=settings.encoding) as source:
-            positions = column_positions(source.names)
-            self._describe_input(source, positions)
-            header, skip = (source.header[3:], 3) if source.is_report else (source.header, 0)
-            reports = Reports(
+        with contextlib.ExitStack() as parts:
+            source = self._source = parts.enter_context(
+                CsvInput(self.path, delimiter=settings.delimiter, encoding=settings.encoding)
+            )
+            # A rejected.csv imported again: its header names may carry spreadsheet guards too.
+            header = [restore(name) for name in source.header] if source.is_report else source.header
+            positions = column_positions([normalise_name(name) for name in header], header)
+            self._describe_input(positions)
+            self._reports = Reports(
                 settings.report_dir,
                 delimiter=source.dialect.delimiter,
                 encoding=source.dialect.encoding,
-                header=header,
+                errors=decode_errors(source.dialect.encoding),
+                header=header[REPORT_COLUMNS:] if source.is_report else header,
             )
-            sender = None if settings.dry_run else self._connect()
-            if sender is not None:
-                self.state = self._open_state(path)
-            before = self._scrape(sender)
-            progress = Progress(
-                source.size,
-                stream=self._progress_stream,
-                bar=self._progress_bar,
-                interval_s=settings.progress_interval,
-            )
-            with SeenRecords(expected=estimate_rows(path, source.size)) as seen:
-                pool = None
-                if sender is not None:
-                    pool = DeliveryPool(
-                        sender.deliver,
-                        lambda outcome: self._on_outcome(outcome, reports, sender),
-                        window=settings.concurrency,
-                        on_idle=lambda: progress.update(source.bytes_read, asdict(self.tally)),
+            if not settings.dry_run:
+                self._sender = parts.enter_context(contextlib.closing(self._connect()))
+                self.state = parts.enter_context(contextlib.closing(self._open_state()))
+            before = self._scrape()
+            self._seen = parts.enter_context(SeenRecords(expected=estimate_rows(self.path, source.size)))
+            self._progress = parts.enter_context(
+                contextlib.closing(
+                    Progress(
+                        source.size,
+                        stream=self._progress_stream,
+                        bar=self._progress_bar,
+                        interval_s=settings.progress_interval,
                     )
-                try:
-                    self._read(source, positions, skip, seen, reports, pool, progress)
-                    if pool is not None:
-                        self._drain(pool)
-                finally:
-                    if pool is not None:
-                        pool.close()
-                    progress.update(source.bytes_read, asdict(self.tally), force=True)
-                    progress.close()
+                )
+            )
+            if self._sender is not None:
+                self._pool = parts.enter_context(
+                    contextlib.closing(
+                        DeliveryPool(
+                            self._sender.deliver,
+                            self._on_outcome,
+                            window=settings.concurrency,
+                            on_idle=self._show_progress,
+                        )
+                    )
+                )
+            self._read(positions)
+            self._drain()
+            self._show_progress(force=True)
             unread = source.lines_read + 1 if self.stopped_early and source.has_more() else None
             if unread is None:
                 self._frontier = source.lines_read + 1
             self._save_state(force=True)
             self.tally.blank = source.blank_lines
-            check = self._reconcile(sender, before)
-            if sender is not None:
-                sender.close()
-            if self.state is not None:
-                self.state.close()
-            summary = self._summary(source, check, unread)
-            reports.finish(summary)
+            summary = self._summary(self._reconcile(before), unread)
+            self._reports.finish(summary)
         return RunResult(summary, ExitStatus(summary["exit_status"]))
 
     @property
     def stopped_early(self) -> bool:
         return self.stopped is not None or self.halt.is_set()
 
-    def _read(
-        self,
-        source: CsvInput,
-        positions: dict[str, int],
-        skip: int,
-        seen: SeenRecords,
-        reports: Reports,
-        pool: DeliveryPool | None,
-        progress: Progress,
-    ) -> None:
+    def _read(self, positions: dict[str, int]) -> None:
         tally, settings, contract, halt = self.tally, self.settings, self._contract, self.halt
         fields = list(positions.items())
-        from_report = source.is_report
-        for record in source.records():
+        from_report = self._source.is_report
+        skip = REPORT_COLUMNS if from_report else 0
+        for record in self._source.records():
             tally.rows += 1
             cells = [restore(cell) for cell in record.cells] if from_report else record.cells
-            if record.problem is not None:
-                self._reject(
-                    reports, record.line, "read", [(record.problem.code, record.problem.message)], cells[skip:]
-                )
-                self.reasons[f"{record.problem.code}: {_generalise(record.problem.message)}"] += 1
+            problem = record.problem
+            if problem is not None:
+                self._reject(record.line, "read", [(problem.code, problem.message)], cells[skip:])
+                self.reasons[f"{problem.code}: {_generalise(problem.message)}"] += 1
             else:
-                values = _values(cells, fields, record)
-                result = contract.validate(values)
+                result = contract.validate(_values(cells, fields, record))
                 if isinstance(result, list):
-                    self._reject_invalid(reports, record, result, cells[skip:])
+                    self._reject(record.line, "validate", [(p.code, p.message) for p in result], cells[skip:])
+                    self.reasons.update(f"{p.code}: {p.rule}" for p in result)
                 else:
-                    body = to_json(result)
-                    self._route(record, body, cells[skip:], seen, reports, pool)
+                    self._route(record, to_json(result), cells[skip:])
             self._frontier = record.end_line + 1
             if tally.rows & 0xFF == 0:
-                progress.update(source.bytes_read, asdict(tally))
+                self._show_progress()
                 self._save_state()
             if self.stopped is not None or halt.is_set():
                 return
             rejected = tally.rejected - self._carried_rejections
             if settings.stop_on_errors and rejected >= settings.stop_on_errors:
-                self._stop(f"STOP_ON_ERRORS={settings.stop_on_errors} reached ({rejected} rows rejected)")
+                self._stop(f"STOP_ON_ERRORS={settings.stop_on_errors} reached ({rejected} rows rejected)", halt=False)
                 return
 
-    def _route(
-        self,
-        record: Record,
-        body: bytes,
-        cells: list[str],
-        seen: SeenRecords,
-        reports: Reports,
-        pool: DeliveryPool | None,
-    ) -> None:
+    def _route(self, record: Record, body: bytes, cells: list[str]) -> None:
+        """A valid row: skip it as a duplicate, count it (dry run, earlier runs), or send it."""
+        tally, line = self.tally, record.line
         record_digest = digest(body)
-        first_line = seen.first_seen(record_digest, record.line)
+        first_line = self._seen.first_seen(record_digest, line)
         key = record_digest.hex()
         if first_line is not None:
             if not self.settings.keep_duplicates:
-                self.tally.duplicates += 1
-                reports.duplicate(record.line, first_line)
+                tally.duplicates += 1
+                self._reports.duplicate(line, first_line)
                 return
-            self.tally.duplicates_sent += 1
+            tally.duplicates_sent += 1
             # Each copy sent on purpose needs its own key, stable across re-runs of the same file.
-            key = hashlib.blake2b(record_digest + record.line.to_bytes(8, "little"), digest_size=16).hexdigest()
-        if pool is None:
-            self.tally.valid += 1
+            key = hashlib.blake2b(record_digest + line.to_bytes(8, "little"), digest_size=16).hexdigest()
+        if self._pool is None:
+            tally.valid += 1
             return
-        settled = self.state.settled_before(record.line) if self.state is not None else None
+        settled = self.state.settled_before(line) if self.state is not None else None
         if settled == "delivered":
-            self.tally.delivered += 1
-            self.tally.already_delivered += 1
-            return
-        if settled == SINK_REJECTED:
-            assert self.state is not None
-            reason = self.state.reason(record.line)
-            self.tally.sink_rejected += 1
+            tally.delivered += 1
+            tally.already_delivered += 1
+        elif settled == SINK_REJECTED and self.state is not None:
             self._carried_rejections += 1
-            reports.reject(record.line, "sink", reason, cells)
-            self.reasons[f"sink: {_generalise(reason)}"] += 1
-            return
-        self._in_flight.add(record.line)
-        pool.submit(Delivery(record.line, cells, body, key))
+            self._sink_rejected(line, self.state.reason(line), cells)
+        else:
+            self._in_flight.add(line)
+            self._pool.submit(Delivery(line, cells, body, key))
 
-    def _on_outcome(self, outcome: Outcome, reports: Reports, sender: Sender) -> None:
-        tally, delivery = self.tally, outcome.delivery
+    def _on_outcome(self, outcome: Outcome) -> None:
+        tally, delivery, verdict = self.tally, outcome.delivery, outcome.verdict
         self._in_flight.discard(delivery.line)
         self._settle(outcome)
+        self._save_state()
         tally.retries += max(outcome.attempts - 1, 0)
         tally.unanswered += outcome.unanswered
         self.responses.update(outcome.statuses)
-        verdict = outcome.verdict
         if verdict is Verdict.DELIVERED:
             tally.delivered += 1
-            return
-        if verdict is Verdict.REJECTED:
-            tally.sink_rejected += 1
-            reports.reject(delivery.line, "sink", outcome.reason, delivery.cells)
-            self.reasons[f"sink: {_generalise(outcome.reason)}"] += 1
+        elif verdict is Verdict.REJECTED:
+            self._sink_rejected(delivery.line, outcome.reason, delivery.cells)
         else:
             if verdict is Verdict.FAILED:
                 tally.failed += 1
             else:
                 tally.not_attempted += 1
-            reports.reject(delivery.line, "delivery", outcome.reason, delivery.cells)
+            self._reports.reject(delivery.line, "delivery", outcome.reason, delivery.cells)
             self.reasons[f"delivery: {_generalise(outcome.reason)}"] += 1
-        if verdict is Verdict.REFUSED and self.stopped is None:
+        if self.stopped is not None:
+            return
+        if verdict is Verdict.REFUSED:
             self._stop(f"{outcome.reason}; this is a configuration problem (URL_OUT, credentials), not a data problem")
-        if sender.health.down and self.stopped is None:
+        elif self._sender is not None and self._sender.health.down:
             self._stop(
                 f"the sink at {self.settings.url_out} gave no usable answer for {self.settings.unreachable_after:g} s "
-                f"(last error: {sender.health.last_error})"
+                f"(last error: {self._sender.health.last_error})"
             )
+
+    def _sink_rejected(self, line: int, reason: str, cells: list[str]) -> None:
+        self.tally.sink_rejected += 1
+        self._reports.reject(line, "sink", reason, cells)
+        self.reasons[f"sink: {_generalise(reason)}"] += 1
+
+    def _reject(self, line: int, stage: str, problems: list[tuple[str, str]], cells: list[str]) -> None:
+        """An invalid row (stage read or validate), with every problem it has."""
+        self.tally.invalid += 1
+        if self.state is not None and line < self.state.watermark:
+            self._carried_rejections += 1
+        self._reports.reject(line, stage, "; ".join(f"{code}: {message}" for code, message in problems), cells)
 
     def _settle(self, outcome: Outcome) -> None:
         """What the next run needs to know about this row."""
@@ -298,6 +299,7 @@ class Pipeline:
             self._first_unsettled_abort = line if first is None else min(first, line)
 
     def _save_state(self, *, force: bool = False) -> None:
+        """The watermark is the first line not settled: the reading frontier, a row in flight, or one cut short."""
         if self.state is None:
             return
         candidates = [self._frontier, *self._in_flight]
@@ -307,12 +309,12 @@ class Pipeline:
         self.state.save(watermark, self._delivered_recently, force=force)
         self._delivered_recently = {line for line in self._delivered_recently if line >= watermark}
 
-    def _open_state(self, path: Path) -> ResumeState:
+    def _open_state(self) -> ResumeState:
         settings = self.settings
         state = ResumeState(
             settings.state_dir / STATE_FILE,
-            input_key(path, settings.url_out),
-            path=path,
+            input_key(self.path, settings.url_out),
+            path=self.path,
             url=settings.url_out,
             fresh=settings.fresh,
         )
@@ -324,33 +326,26 @@ class Pipeline:
             )
         return state
 
-    def _stop(self, reason: str) -> None:
+    def _stop(self, reason: str, *, halt: bool = True) -> None:
+        """Stop reading; with `halt`, also cut retries short (the rows in flight end as not attempted)."""
         log.error("stopping: %s", reason)
         self.stopped = reason
-        if "STOP_ON_ERRORS" not in reason:
+        if halt:
             self.halt.set()
 
-    def _reject(
-        self, reports: Reports, line: int, stage: str, problems: list[tuple[str, str]], cells: list[str]
-    ) -> None:
-        self.tally.invalid += 1
-        if self.state is not None and line < self.state.watermark:
-            self._carried_rejections += 1
-        reports.reject(line, stage, "; ".join(f"{code}: {message}" for code, message in problems), cells)
-
-    def _reject_invalid(self, reports: Reports, record: Record, problems: list[Problem], cells: list[str]) -> None:
-        self._reject(reports, record.line, "validate", [(p.code, p.message) for p in problems], cells)
-        for problem in problems:
-            self.reasons[f"{problem.code}: {problem.rule}"] += 1
-
-    def _drain(self, pool: DeliveryPool) -> None:
+    def _drain(self) -> None:
+        if self._pool is None:
+            return
         if not self.halt.is_set():
-            pool.drain()
+            self._pool.drain()
             return
         grace = self.settings.connect_timeout + self.settings.read_timeout + 1
-        log.warning("waiting up to %.0f s for %d requests in flight", grace, pool.in_flight)
-        if not pool.drain(timeout=grace):
-            log.error("%d requests still had no answer; their rows are not in the reports", pool.in_flight)
+        log.warning("waiting up to %.0f s for %d requests in flight", grace, self._pool.in_flight)
+        if not self._pool.drain(timeout=grace):
+            log.error("%d requests still had no answer; their rows are not in the reports", self._pool.in_flight)
+
+    def _show_progress(self, *, force: bool = False) -> None:
+        self._progress.update(self._source.bytes_read, asdict(self.tally), force=force)
 
     def _connect(self) -> Sender:
         settings = self.settings
@@ -359,37 +354,37 @@ class Pipeline:
         log.info("sending to %s, %d requests in flight at most", settings.url_out, settings.concurrency)
         return sender
 
-    def _scrape(self, sender: Sender | None) -> metrics.Snapshot | None:
+    def _scrape(self) -> metrics.Snapshot | None:
+        """A snapshot of the sink's counters, or None (with a warning) when they cannot be read."""
+        sender = self._sender
         if sender is None:
             return None
+        endpoint = self.settings.metrics_endpoint
         try:
-            return self._scrape_once(sender)
+            return metrics.scrape(
+                sender.session, endpoint, self.settings.read_timeout, sender.auth_headers_for(endpoint)
+            )
         except metrics.MetricsUnavailable as error:
             log.warning("metrics check skipped: %s", error)
             return None
 
-    def _scrape_once(self, sender: Sender) -> metrics.Snapshot:
-        endpoint = self.settings.metrics_endpoint
-        return metrics.scrape(sender.session, endpoint, self.settings.read_timeout, sender.auth_headers_for(endpoint))
-
-    def _reconcile(self, sender: Sender | None, before: metrics.Snapshot | None) -> metrics.Reconciliation:
-        if sender is None:
+    def _reconcile(self, before: metrics.Snapshot | None) -> metrics.Reconciliation:
+        if self._sender is None:
             return metrics.Reconciliation("skipped", notes=["dry run: nothing was sent"])
         if before is None:
             return metrics.Reconciliation(
                 "unavailable", notes=["the metrics endpoint could not be read before the run"]
             )
-        try:
-            after = self._scrape_once(sender)
-        except metrics.MetricsUnavailable as error:
-            log.warning("metrics check skipped: %s", error)
-            return metrics.Reconciliation("unavailable", notes=[str(error)])
+        after = self._scrape()
+        if after is None:
+            return metrics.Reconciliation("unavailable", notes=["the metrics endpoint could not be read after the run"])
         check = metrics.reconcile(before, after, dict(self.responses), self.tally.unanswered)
         if check.state != "ok":
             log.warning("metrics check: the sink's counters do not match what the importer saw (%s)", check.notes)
         return check
 
-    def _describe_input(self, source: CsvInput, positions: dict[str, int]) -> None:
+    def _describe_input(self, positions: dict[str, int]) -> None:
+        source = self._source
         log.info(
             "reading %s (%s bytes): %s; header on line %d",
             source.path,
@@ -400,21 +395,21 @@ class Pipeline:
         ignored = [name for index, name in enumerate(source.header) if index not in positions.values()]
         if source.is_report:
             log.info("this is a rejected.csv report: its line, stage and reason columns are ignored")
-            ignored = ignored[3:]
+            ignored = ignored[REPORT_COLUMNS:]
         if ignored:
             log.warning("ignoring columns that are not film fields: %s", ", ".join(repr(name) for name in ignored))
         absent = [name for name in FIELDS if name not in positions]
         if absent:
             log.warning("no column for %s: sent empty", ", ".join(absent))
 
-    def _summary(self, source: CsvInput, check: metrics.Reconciliation, unread: int | None) -> dict[str, Any]:
+    def _summary(self, check: metrics.Reconciliation, unread: int | None) -> dict[str, Any]:
         elapsed = time.monotonic() - self._started
-        tally = self.tally
+        tally, source = self.tally, self._source
         if self.halt.is_set() and self.stopped is None:
             self.stopped = "interrupted (Ctrl-C or SIGTERM)"
             status = ExitStatus.INTERRUPTED
         elif self.stopped is not None:
-            status = self.stop_status
+            status = ExitStatus.STOPPED
         elif tally.rejected or tally.not_attempted:
             status = ExitStatus.ROWS_NOT_DELIVERED
         else:

@@ -3,7 +3,9 @@
 The file is decoded with ``surrogateescape``: a byte that is not valid in the
 chosen encoding becomes a lone surrogate instead of an exception, so one bad
 row is reported as ``encoding-error`` while the rest of the file streams on,
-and the report can write the row's original bytes back unchanged.
+and the report can write the row's original bytes back unchanged. (UTF-16 and
+UTF-32 cannot carry bytes that way; their undecodable bytes become U+FFFD,
+which flags the row just the same.)
 
 ``csv.reader`` pulls one physical line at a time from a feed that numbers the
 lines and remembers those of the current record. That gives the line on which
@@ -38,6 +40,8 @@ _SCAN_LIMIT = 64 << 20
 _ENOUGH_EVIDENCE = 64
 """Non-ASCII characters seen before the encoding is decided."""
 _SUSPECT = re.compile("[\x00\udc80-\udcff]")
+_SUSPECT_WIDE = re.compile("[\x00\udc80-\udcff\ufffd]")
+"""For UTF-16/32 input, decoded with errors="replace": U+FFFD marks the undecodable bytes."""
 _UNDECODABLE = re.compile("[\udc80-\udcff]+")
 
 Line = tuple[int, str]
@@ -125,6 +129,12 @@ def detect_encoding(path: Path) -> str:
     return "utf-8" if good >= bad else "cp1252"
 
 
+def decode_errors(encoding: str) -> str:
+    """How undecodable bytes are kept: as surrogates (original bytes recoverable) where the
+    encoding is a superset of ASCII, as U+FFFD for the wide encodings (UTF-16, UTF-32)."""
+    return "surrogateescape" if b"a,\n".decode(encoding, errors="ignore") == "a,\n" else "replace"
+
+
 def estimate_rows(path: Path, size: int) -> int:
     """Rows in the file, guessed from the mean length of its first lines; sizes in-memory tables."""
     with _explained(path), path.open("rb") as stream:
@@ -158,8 +168,9 @@ class _LineFeed:
     can take over with nothing lost, even when the old one had reached the end.
     """
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[str], path: Path) -> None:
         self.number = 0
+        self._path = path
         self.taken: list[Line] = []
         self.replay: deque[Line] = deque()
         self._stream = stream
@@ -174,6 +185,8 @@ class _LineFeed:
                     text = next_line()
                 except StopIteration:
                     return
+                except UnicodeError as error:  # undecodable bytes are replaced; this is a codec refusing the file
+                    raise InputError(f"{self._path} cannot be read in the encoding given: {error}") from None
                 self.number += 1
                 item = (self.number, text)
             taken.append(item)
@@ -187,8 +200,10 @@ class CsvInput:
         self.path = path
         chosen_encoding = encoding or detect_encoding(path)
         with _explained(path):
-            self._stream = path.open(encoding=chosen_encoding, errors="surrogateescape", newline="")
+            errors = decode_errors(chosen_encoding)
+            self._stream = path.open(encoding=chosen_encoding, errors=errors, newline="")
             self.size = path.stat().st_size
+        self._suspect = _SUSPECT if errors == "surrogateescape" else _SUSPECT_WIDE
         try:
             self._open(delimiter, encoding, chosen_encoding)
         except BaseException:
@@ -199,7 +214,7 @@ class CsvInput:
         """Find the dialect and read the header."""
         path = self.path
         self._width: int | None = None
-        self._feed = _LineFeed(self._stream)
+        self._feed = _LineFeed(self._stream, self.path)
         self._lines = iter(self._feed)
         first = self._first_non_blank_line()
         self._delimiter = delimiter or detect_delimiter(first[1])
@@ -217,8 +232,8 @@ class CsvInput:
         if header is None or header.problem is not None:
             why = "no header line"
             if header is not None and header.problem is not None:
-                quoting = header.problem.code == "source-error"
-                why = "its quotes are unbalanced or malformed" if quoting else header.problem.message
+                runaway = header.problem.message.startswith("a quote opened on this line")
+                why = "its quotes are unbalanced (a quote is never closed)" if runaway else header.problem.message
             raise InputError(f"{path}: cannot read the header on line {first[0]}: {why}")
         self.header_line = header.line
         self.header = header.cells
@@ -283,7 +298,7 @@ class CsvInput:
             return self._split_off_first_line(_explain_csv_error(error))
         start, end = taken[0][0], taken[-1][0]
         text = taken[0][1] if len(taken) == 1 else "".join(item[1] for item in taken)
-        if _SUSPECT.search(text):
+        if self._suspect.search(text):
             return Record(start, end, cells, _encoding_problem(text, self.dialect.encoding))
         if end > start and self._width is not None and len(cells) != self._width:
             return self._split_off_first_line(f"that record has {len(cells)} fields where the header has {self._width}")
@@ -301,7 +316,7 @@ class CsvInput:
         self._feed.replay.extendleft(reversed(rest))
         self._restart()
         cells = text.rstrip("\r\n").split(self.dialect.delimiter)
-        if _SUSPECT.search(text):
+        if self._suspect.search(text):
             return Record(number, number, cells, _encoding_problem(text, self.dialect.encoding))
         if rest:
             reason = (
@@ -344,7 +359,8 @@ def _encoding_problem(text: str, encoding: str) -> ReadProblem:
     if "\x00" in text:
         return ReadProblem("encoding-error", "the line contains a NUL byte (binary data, or a UTF-16 file?)")
     run = _UNDECODABLE.search(text)
-    assert run is not None
+    if run is None:
+        return ReadProblem("encoding-error", f"the line has bytes that are not valid {encoding}")
     shown = " ".join(f"0x{ord(char) - 0xDC00:02X}" for char in run.group()[:8])
     hint = "; if the whole file is cp1252, pass --encoding cp1252" if encoding.startswith("utf-8") else ""
     return ReadProblem("encoding-error", f"bytes {shown} are not valid {encoding}{hint}")

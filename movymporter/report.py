@@ -40,9 +40,14 @@ def restore(cell: str) -> str:
 class Reports:
     """Writers of the CSV reports, in the input's delimiter and encoding."""
 
-    def __init__(self, directory: Path, *, delimiter: str, encoding: str, header: list[str]) -> None:
+    def __init__(
+        self, directory: Path, *, delimiter: str, encoding: str, header: list[str], errors: str = "surrogateescape"
+    ) -> None:
         self.directory = directory
-        self._encoding = encoding
+        # UTF-8 reports get a byte-order mark: spreadsheets then open them as UTF-8, and a report whose only
+        # non-ASCII bytes are the invalid ones is still read back as UTF-8 when it is imported again.
+        self._encoding = "utf-8-sig" if encoding in ("utf-8", "utf_8") else encoding
+        self._errors = errors
         try:
             directory.mkdir(parents=True, exist_ok=True)
             self._rejected_file = self._open_partial(REJECTED)
@@ -62,9 +67,7 @@ class Reports:
         self._duplicates.writerow(["line", "duplicate_of"])
 
     def _open_partial(self, name: str) -> IO[str]:
-        return (self.directory / f".{name}.partial").open(
-            "w", encoding=self._encoding, errors="surrogateescape", newline=""
-        )
+        return (self.directory / f".{name}.partial").open("w", encoding=self._encoding, errors=self._errors, newline="")
 
     def reject(self, line: int, stage: str, reason: str, cells: list[str]) -> None:
         reason = reason.encode(self._encoding, errors="backslashreplace").decode(self._encoding)

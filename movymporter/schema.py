@@ -164,8 +164,10 @@ def to_json(movie: Movie) -> bytes:
     return movie.model_dump_json().encode()
 
 
-def column_positions(names: list[str]) -> dict[str, int]:
-    """Which column holds each field; InputError when a required column is missing or doubled."""
+def column_positions(names: list[str], shown: list[str] | None = None) -> dict[str, int]:
+    """Which column holds each field; InputError when a required column is missing or doubled.
+
+    `names` are the normalised header names, `shown` the header as written, for the message."""
     positions: dict[str, int] = {}
     for index, name in enumerate(names):
         if name in FIELDS:
@@ -174,7 +176,10 @@ def column_positions(names: list[str]) -> dict[str, int]:
             positions[name] = index
     missing = [name for name in REQUIRED_COLUMNS if name not in positions]
     if missing:
-        found = ", ".join(repr(name) for name in names) or "none"
+        written = shown if shown is not None else names
+        found = ", ".join(repr(name if len(name) <= 40 else name[:37] + "...") for name in written[:20]) or "none"
+        if len(written) > 20:
+            found += f" and {len(written) - 20} more"
         raise InputError(
             f"required column{'s' * (len(missing) > 1)} {' and '.join(missing)} not found in the header "
             f"(columns found: {found}); names are matched ignoring case, spaces and a leading '*'"

@@ -135,8 +135,8 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     return make
 
 
-def read_csv(path: Path, *, delimiter: str = ",", encoding: str = "utf-8") -> list[list[str]]:
-    """All rows of a report, as strings, bytes that were not text kept as surrogates."""
+def read_csv(path: Path, *, delimiter: str = ",", encoding: str = "utf-8-sig") -> list[list[str]]:
+    """All rows of a report, as strings, bytes that were not text kept as surrogates (a BOM is skipped)."""
     with path.open(encoding=encoding, errors="surrogateescape", newline="") as handle:
         return list(csv.reader(handle, delimiter=delimiter))
 

@@ -197,3 +197,21 @@ def test_every_option_has_help_and_is_in_the_readme() -> None:
             if flag.startswith("--"):
                 assert action.help, flag
                 assert f"`{flag}" in readme, f"{flag} is missing from README.md"
+
+
+def test_the_token_never_appears_in_any_output(reliable_sink: RunningSink, tmp_path: Path) -> None:
+    """Even at DEBUG, AUTH_TOKEN is not in stdout, stderr or any report; a readable .env gets a warning."""
+    token = "s3cr3t-t0ken-value"
+    (tmp_path / "films.csv").write_text("title,year\nA,2000\nB,1800\n")
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"CSV_IN=films.csv\nURL_OUT={reliable_sink.movies_url}\nAUTH_TOKEN={token}\nLOG_LEVEL=DEBUG\n")
+    env_file.chmod(0o644)
+
+    result = run_cli(cwd=tmp_path)
+
+    assert result.returncode == ExitStatus.ROWS_NOT_DELIVERED, result.stderr
+    assert "holds AUTH_TOKEN and other users can read it: chmod 600" in result.stderr
+    assert token not in result.stdout + result.stderr
+    for report in (tmp_path / "reports").iterdir():
+        assert token not in report.read_text(errors="replace"), report.name
+    assert token not in reliable_sink.log_path.read_text()

@@ -21,6 +21,8 @@ HEADER = ["title", "year", "awards"]
 
 
 def read_csv(path: Path, *, delimiter: str, encoding: str) -> list[list[str]]:
+    """A report as a reader in the input's encoding sees it (UTF-8 reports start with a BOM)."""
+    encoding = "utf-8-sig" if encoding == "utf-8" else encoding
     with path.open(encoding=encoding, errors="surrogateescape", newline="") as handle:
         return list(csv.reader(handle, delimiter=delimiter))
 
@@ -81,6 +83,22 @@ def test_restore_undoes_neutralise_for_any_string(cell: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("encoding", "starts_with_bom"),
+    [
+        pytest.param("utf-8", True, id="utf-8-input-gets-a-bom-for-spreadsheets"),
+        pytest.param("utf-8-sig", True, id="utf-8-sig-input-keeps-its-bom"),
+        pytest.param("cp1252", False, id="cp1252-input-stays-cp1252"),
+    ],
+)
+def test_utf8_reports_start_with_a_byte_order_mark(tmp_path: Path, encoding: str, starts_with_bom: bool) -> None:
+    """A BOM makes spreadsheets open UTF-8 CSV as UTF-8, and a re-import detect it even with few non-ASCII bytes."""
+    reports = make_reports(tmp_path, encoding=encoding)
+    reports.finish({"rows": 0})
+    for name in (REJECTED, DUPLICATES):
+        assert (tmp_path / name).read_bytes().startswith(b"\xef\xbb\xbf") is starts_with_bom
+
+
+@pytest.mark.parametrize(
     ("delimiter", "encoding"),
     [
         pytest.param(",", "utf-8", id="comma-utf-8"),
@@ -107,7 +125,7 @@ def test_rejected_csv_has_the_report_columns_then_the_input_header(
     raw = (tmp_path / REJECTED).read_bytes()
     assert raw.count(b"\r\n") == 3
     assert "Amélie".encode(encoding.removesuffix("-sig")) in raw
-    assert raw.startswith(b"\xef\xbb\xbf") is (encoding == "utf-8-sig")
+    assert raw.startswith(b"\xef\xbb\xbf") is encoding.startswith("utf-8")
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "cp1252", "utf-8-sig"])

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from email.utils import formatdate
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -777,3 +778,46 @@ def test_sender_uses_the_injected_session(rsps: responses.RequestsMock) -> None:
 
     assert sender.session is session
     assert rsps.calls[0].request.headers["X-Test"] == "yes"
+
+
+# --- credentials -------------------------------------------------------------------------------
+
+
+def test_auth_token_is_sent_as_a_bearer_header(rsps: responses.RequestsMock) -> None:
+    """AUTH_TOKEN becomes `Authorization: Bearer <token>` on every POST."""
+    answer(rsps, 201)
+
+    make_sender([], auth_token="s3cr3t").deliver(DELIVERY)
+
+    assert rsps.calls[0].request.headers["Authorization"] == "Bearer s3cr3t"
+
+
+def test_no_token_no_authorization_header(rsps: responses.RequestsMock) -> None:
+    """Without AUTH_TOKEN no Authorization header is invented."""
+    answer(rsps, 201)
+
+    make_sender([]).deliver(DELIVERY)
+
+    assert "Authorization" not in rsps.calls[0].request.headers
+
+
+@pytest.mark.parametrize(
+    ("url", "gets_token"),
+    [
+        pytest.param("http://sink.test/metrics", True, id="same-origin-metrics-get-the-token"),
+        pytest.param("http://metrics.test/metrics", False, id="other-host-never-sees-the-token"),
+        pytest.param("https://sink.test/metrics", False, id="other-scheme-never-sees-the-token"),
+    ],
+)
+def test_the_token_only_goes_to_url_outs_origin(url: str, gets_token: bool) -> None:
+    """A METRICS_URL elsewhere must not receive the sink's credentials."""
+    sender = make_sender([], auth_token="s3cr3t")
+    assert ("Authorization" in sender.auth_headers_for(url)) is gets_token
+
+
+def test_ca_bundle_is_used_to_verify_tls(tmp_path: Path) -> None:
+    """CA_BUNDLE replaces the system's CAs for verification; verification itself stays on."""
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert make_session(4, bundle).verify == str(bundle)
+    assert make_session(4).verify is True

@@ -9,7 +9,7 @@ import pydantic
 import pytest
 
 from movymporter.errors import ConfigError
-from movymporter.settings import ACCEPTED, FLAGS, Settings, load_settings, unknown_env_file_keys
+from movymporter.settings import ACCEPTED, FLAGS, Settings, exposed_secrets, load_settings, unknown_env_file_keys
 
 
 @pytest.fixture(autouse=True)
@@ -384,3 +384,36 @@ def test_flags_belong_to_settings_and_include_the_spec_flags() -> None:
 def test_every_setting_has_a_description() -> None:
     """Each field carries a description for --help and the README."""
     assert all(info.description for info in Settings.model_fields.values())
+
+
+def test_the_token_never_shows_in_the_settings_repr() -> None:
+    """AUTH_TOKEN is a secret: printing the settings does not reveal it."""
+    settings = Settings(_env_file=None, auth_token="s3cr3t-token")
+    assert "s3cr3t-token" not in repr(settings)
+    assert settings.auth_token is not None
+    assert settings.auth_token.get_secret_value() == "s3cr3t-token"
+
+
+def test_missing_ca_bundle_is_a_config_error(tmp_path: Path) -> None:
+    """A CA_BUNDLE that does not exist stops the run before anything is sent."""
+    with pytest.raises(ConfigError, match=r"CA_BUNDLE is '.*nope.pem': no such file"):
+        load_settings({"ca_bundle": str(tmp_path / "nope.pem")}, env_file=None)
+
+
+@pytest.mark.parametrize(
+    ("mode", "text", "exposed"),
+    [
+        pytest.param(0o644, "AUTH_TOKEN=abc\n", ["AUTH_TOKEN"], id="world-readable-token-is-flagged"),
+        pytest.param(0o640, "AUTH_TOKEN=abc\n", ["AUTH_TOKEN"], id="group-readable-token-is-flagged"),
+        pytest.param(0o600, "AUTH_TOKEN=abc\n", [], id="owner-only-is-fine"),
+        pytest.param(0o644, "CSV_IN=a.csv\n", [], id="no-token-nothing-to-protect"),
+        pytest.param(0o644, "AUTH_TOKEN=\n", [], id="empty-token-nothing-to-protect"),
+    ],
+)
+def test_env_file_readable_by_others_with_a_token_is_reported(
+    tmp_path: Path, mode: int, text: str, exposed: list[str]
+) -> None:
+    """A .env holding a token that other users can read is worth a warning."""
+    env = write_env(tmp_path, text)
+    env.chmod(mode)
+    assert exposed_secrets(env) == exposed

@@ -108,9 +108,7 @@ class SinkApp:
         settings = self.settings
         if self._latency_s:
             await asyncio.sleep(self._latency_s)
-        if settings.slow_rate and self._rng.random() < settings.slow_rate:
-            record["slow"] = True
-            await asyncio.sleep(settings.slow_ms / 1000.0)
+        slow = bool(settings.slow_rate) and self._rng.random() < settings.slow_rate
         if self._rng.random() < settings.failure_rate:
             extra = [(b"retry-after", settings.retry_after.encode())] if settings.retry_after else []
             return await _respond(send, settings.failure_status, b"", headers=extra)
@@ -126,6 +124,11 @@ class SinkApp:
         except _ClientGone:
             return 499
         record["bytes"] = len(body)
+        if slow:
+            # Held after the body is in: the film is still processed and stored when the client
+            # has given up meanwhile, which is what makes a timed-out POST dangerous to retry.
+            record["slow"] = True
+            await asyncio.sleep(settings.slow_ms / 1000.0)
         try:
             film = accept(body, self._clock().year)
         except Rejected as rejected:

@@ -1,0 +1,202 @@
+"""The resume state: what a re-run may skip, and how little it keeps."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from movymporter import pipeline
+from movymporter.errors import ConfigError
+from movymporter.settings import Settings
+from movymporter.state import FAILED, SINK_REJECTED, ResumeState, input_key
+from movymporter.status import ExitStatus
+from tests.conftest import RunningSink, assert_accounted
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def open_state(
+    tmp_path: Path, *, fresh: bool = False, key: str = "k", clock: Callable[[], float] | None = None
+) -> ResumeState:
+    return ResumeState(
+        tmp_path / "state.sqlite",
+        key,
+        path=tmp_path / "in.csv",
+        url="http://x/m",
+        fresh=fresh,
+        clock=clock or FakeClock(),
+    )
+
+
+def test_a_new_input_has_nothing_settled(tmp_path: Path) -> None:
+    """Without an earlier run every row is sent."""
+    state = open_state(tmp_path)
+    assert not state.resuming
+    assert state.settled_before(2) is None
+
+
+@pytest.mark.parametrize(
+    ("line", "settled"),
+    [
+        pytest.param(2, "delivered", id="below-watermark-is-delivered"),
+        pytest.param(5, SINK_REJECTED, id="below-watermark-refused-by-sink"),
+        pytest.param(6, FAILED, id="below-watermark-failed-is-sent-again"),
+        pytest.param(9, None, id="at-watermark-is-not-settled"),
+        pytest.param(12, "delivered", id="delivered-out-of-order-above-watermark"),
+        pytest.param(13, None, id="above-watermark-not-delivered"),
+    ],
+)
+def test_what_a_rerun_finds(tmp_path: Path, line: int, settled: str | None) -> None:
+    """A saved watermark, out-of-order deliveries and exceptions tell the next run what each line became."""
+    state = open_state(tmp_path)
+    state.note(5, SINK_REJECTED, "sink 400: year 2050 is outside 1888..2026")
+    state.note(6, FAILED, "gave up after 15 attempts")
+    state.save(9, {3, 12}, force=True)
+    state.close()
+
+    again = open_state(tmp_path)
+
+    assert again.resuming
+    assert again.settled_before(line) == settled
+
+
+def test_the_sink_reason_is_kept_for_the_report(tmp_path: Path) -> None:
+    """A row the sink refused is reported again with the sink's own words, without being sent."""
+    state = open_state(tmp_path)
+    state.note(5, SINK_REJECTED, "sink 400: title is empty")
+    state.save(10, set(), force=True)
+    state.close()
+    assert open_state(tmp_path).reason(5) == "sink 400: title is empty"
+
+
+def test_a_failed_row_delivered_later_stops_being_an_exception(tmp_path: Path) -> None:
+    """Delivering a row that failed before removes it from the exceptions."""
+    state = open_state(tmp_path)
+    state.note(6, FAILED, "gave up")
+    state.save(10, set(), force=True)
+    state.note(6, None)
+    state.save(10, set(), force=True)
+    state.close()
+    assert open_state(tmp_path).settled_before(6) == "delivered"
+
+
+def test_saves_are_batched_by_time(tmp_path: Path) -> None:
+    """Progress is written at most every 0.2 s unless forced, so the hot path does not wait on disk."""
+    clock = FakeClock()
+    state = open_state(tmp_path, clock=clock)
+    state.save(5, set(), force=True)
+    state.save(50, set())
+    assert open_state(tmp_path, key="k").watermark == 5
+    clock.now += 1
+    state.save(50, set())
+    assert open_state(tmp_path, key="k").watermark == 50
+
+
+def test_only_deliveries_at_or_above_the_watermark_are_kept(tmp_path: Path) -> None:
+    """Lines below the watermark are implied by it; storing them would grow the state with the file."""
+    state = open_state(tmp_path)
+    state.save(100, {5, 50, 100, 130}, force=True)
+    state.close()
+    assert open_state(tmp_path).delivered_above == {100, 130}
+
+
+def test_fresh_forgets_the_input(tmp_path: Path) -> None:
+    """--fresh drops what earlier runs settled for this input."""
+    state = open_state(tmp_path)
+    state.note(6, FAILED, "gave up")
+    state.save(10, {12}, force=True)
+    state.close()
+    again = open_state(tmp_path, fresh=True)
+    assert not again.resuming
+    assert again.settled_before(3) is None
+    assert again.exceptions == {}
+
+
+def test_inputs_are_kept_apart(tmp_path: Path) -> None:
+    """Two inputs in one state database do not see each other's progress."""
+    first = open_state(tmp_path, key="a")
+    first.save(10, set(), force=True)
+    first.close()
+    assert not open_state(tmp_path, key="b").resuming
+
+
+@pytest.mark.parametrize(
+    ("change", "same"),
+    [
+        pytest.param(lambda path, url: (path, url), True, id="same-content-same-url-same-key"),
+        pytest.param(lambda path, url: (path.rename(path.with_name("moved.csv")), url), True, id="moved-file-same-key"),
+        pytest.param(lambda path, url: (path.write_text("title,year\nB,2001\n") and path, url), False, id="edited"),
+        pytest.param(lambda path, url: (path, url + "2"), False, id="other-url"),
+    ],
+)
+def test_input_key_is_content_and_destination(tmp_path: Path, change: Callable, same: bool) -> None:
+    """The same bytes sent to the same URL resume; an edited file or another sink start afresh."""
+    path = tmp_path / "in.csv"
+    path.write_text("title,year\nA,2000\n")
+    url = "http://sink.test/movies"
+    before = input_key(path, url)
+    new_path, new_url = change(path, url)
+    assert (input_key(new_path, new_url) == before) is same
+
+
+def test_unwritable_state_dir_is_a_config_error(tmp_path: Path) -> None:
+    """A STATE_DIR that cannot be created is named in a one-paragraph error."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+
+    with pytest.raises(ConfigError, match="STATE_DIR"):
+        ResumeState(blocker / "sub" / "state.sqlite", "k", path=blocker, url="http://x", fresh=False)
+
+
+def test_a_halted_run_resumes_without_sending_a_row_twice(
+    start_sink: Callable[..., RunningSink], tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    """Stop part-way, run again: the second run sends only the rest and counts the first run's rows as delivered."""
+    sink = start_sink(failure_rate=0.2, seed=5, latency_ms=5)
+    path = tmp_path / "films.csv"
+    path.write_text("title,year\n" + "".join(f"Film {n},{1800 if n % 25 == 0 else 2000}\n" for n in range(1500)))
+    settings = make_settings(csv_in=path, url_out=sink.movies_url, concurrency=4)
+    halt = threading.Event()
+    timer = threading.Timer(0.4, halt.set)
+    timer.start()
+
+    first = pipeline.run(settings, halt=halt)
+    timer.join()
+    second = pipeline.run(settings)
+
+    assert first.exit_status is ExitStatus.INTERRUPTED
+    assert 0 < first.summary["delivered"] < 1440
+    stored = [film["title"] for film in sink.stored()]
+    assert len(stored) == len(set(stored)) == 1440
+    assert second.summary["already_delivered"] == first.summary["delivered"]
+    assert second.summary["delivered"] == 1440
+    assert second.summary["responses"].get("201", 0) == 1440 - first.summary["delivered"]
+    assert second.exit_status is ExitStatus.ROWS_NOT_DELIVERED
+    assert_accounted(second.summary)
+
+
+def test_a_complete_run_run_again_sends_nothing_new(
+    reliable_sink: RunningSink, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    """After a complete import, the same command is a no-op for the sink; --fresh sends everything again."""
+    path = tmp_path / "films.csv"
+    path.write_text("title,year\nA,2000\nB,2001\n")
+    settings = make_settings(csv_in=path, url_out=reliable_sink.movies_url)
+
+    pipeline.run(settings)
+    again = pipeline.run(settings)
+    fresh = pipeline.run(settings.model_copy(update={"fresh": True}))
+
+    assert again.summary["already_delivered"] == 2
+    assert again.summary["responses"] == {}
+    assert fresh.summary["responses"] == {"201": 2}
+    assert reliable_sink.post_counts() == {"201": 4}
