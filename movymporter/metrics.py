@@ -73,9 +73,15 @@ def parse(text: str) -> Snapshot:
     return Snapshot(post)
 
 
-def scrape(session: requests.Session, url: str, timeout: float, headers: dict[str, str] | None = None) -> Snapshot:
+def scrape(
+    session: requests.Session,
+    url: str,
+    timeout: float,
+    headers: dict[str, str] | None = None,
+    verify: str | bool = True,
+) -> Snapshot:
     try:
-        response = session.get(url, timeout=timeout, headers=headers)
+        response = session.get(url, timeout=timeout, headers=headers, verify=verify)
     except requests.RequestException as error:
         raise MetricsUnavailable(f"{url}: {type(error).__name__}") from None
     if response.status_code != 200:

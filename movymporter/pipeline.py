@@ -362,7 +362,11 @@ class Pipeline:
         endpoint = self.settings.metrics_endpoint
         try:
             return metrics.scrape(
-                sender.session, endpoint, self.settings.read_timeout, sender.auth_headers_for(endpoint)
+                sender.session,
+                endpoint,
+                self.settings.read_timeout,
+                sender.auth_headers_for(endpoint),
+                verify=sender.verify,
             )
         except metrics.MetricsUnavailable as error:
             log.warning("metrics check skipped: %s", error)

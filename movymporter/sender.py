@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
@@ -121,6 +120,10 @@ class Halted(Exception):
     """The run is stopping (or the sink is down): this attempt is not made."""
 
 
+class TlsRefused(Exception):
+    """The sink's TLS certificate did not verify: configuration, not a passing network fault."""
+
+
 class wait_retry_after_or(wait_base):  # lower case, like tenacity's own strategies
     """Wait what a 429/503 Retry-After asks for (capped), else fall back to the given strategy."""
 
@@ -156,13 +159,9 @@ class stop_when(stop_base):  # lower case, like tenacity's own strategies
         return self._condition()
 
 
-def make_session(concurrency: int, ca_bundle: Path | None = None) -> requests.Session:
-    """A session whose pool keeps one keep-alive connection per request in flight.
-
-    TLS certificates are always verified, against `ca_bundle` when one is given."""
+def make_session(concurrency: int) -> requests.Session:
+    """A session whose pool keeps one keep-alive connection per request in flight."""
     session = requests.Session()
-    if ca_bundle is not None:
-        session.verify = str(ca_bundle)
     adapter = HTTPAdapter(pool_connections=1, pool_maxsize=concurrency, pool_block=True, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
@@ -209,7 +208,10 @@ class Sender:
         self._url = settings.url_out
         self._timeout = (settings.connect_timeout, settings.read_timeout)
         self._connect_timeout = settings.connect_timeout
-        self.session = session or make_session(settings.concurrency, settings.ca_bundle)
+        self.session = session or make_session(settings.concurrency)
+        # TLS is always verified. The bundle goes with each request: requests lets REQUESTS_CA_BUNDLE
+        # in the environment override a session's `verify`, which would silently ignore CA_BUNDLE.
+        self.verify: str | bool = str(settings.ca_bundle) if settings.ca_bundle is not None else True
         self._headers: dict[str, str] = {}
         if settings.auth_token is not None:
             self._headers["Authorization"] = f"Bearer {settings.auth_token.get_secret_value()}"
@@ -237,6 +239,12 @@ class Sender:
         outcome = Outcome(delivery, Verdict.FAILED)
         try:
             response = self._retrying(self._attempt, delivery, outcome)
+        except TlsRefused as error:
+            outcome.verdict = Verdict.REFUSED
+            outcome.reason = (
+                f"TLS verification failed for {self._url} ({error}); set CA_BUNDLE to the CA that signed it"
+            )
+            return outcome
         except Halted:
             outcome.verdict = Verdict.ABORTED
             why = "the sink stopped answering" if self.health.down else "the run was stopped"
@@ -282,7 +290,10 @@ class Sender:
                 headers={**self._headers, "Idempotency-Key": delivery.key},
                 timeout=self._timeout,
                 allow_redirects=False,
+                verify=self.verify,
             )
+        except requests.exceptions.SSLError as error:
+            raise TlsRefused(_ssl_reason(error)) from None
         except NO_ANSWER_ERRORS as error:
             outcome.unanswered += 1
             if self.health.answers != answers_before:
@@ -310,6 +321,14 @@ class Sender:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _ssl_reason(error: requests.exceptions.SSLError) -> str:
+    text = str(error)
+    for marker in ("certificate verify failed", "hostname mismatch", "wrong version number"):
+        if marker in text:
+            return marker
+    return "SSL error"
 
 
 def _first_line(text: str) -> str:

@@ -215,3 +215,33 @@ def test_the_token_never_appears_in_any_output(reliable_sink: RunningSink, tmp_p
     for report in (tmp_path / "reports").iterdir():
         assert token not in report.read_text(errors="replace"), report.name
     assert token not in reliable_sink.log_path.read_text()
+
+
+def test_a_second_ctrl_c_quits_at_once_and_the_rerun_completes_exactly_once(
+    start_sink: Callable[..., RunningSink], tmp_path: Path
+) -> None:
+    """Two Ctrl-C: exit 130 without waiting for slow answers; the saved state is consistent, so a re-run finishes."""
+    sink = start_sink(failure_rate=0, latency_ms=2000)
+    (tmp_path / "films.csv").write_text("title,year\n" + "".join(f"Film {n},2000\n" for n in range(60)))
+    args = ["--csv", "films.csv", "--url", sink.movies_url, "--concurrency", "20", "--timeout", "30"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "movymporter", *args], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 20
+    while len(sink.stored()) < 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    started = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+
+    assert process.returncode == ExitStatus.INTERRUPTED
+    assert time.monotonic() - started < 1.5, "the second Ctrl-C does not wait for the 2 s answers in flight"
+    assert "interrupted at once" in err
+    assert "Traceback" not in err
+    rerun = run_cli(*args, cwd=tmp_path, timeout=120)
+    assert rerun.returncode == ExitStatus.OK, rerun.stderr
+    titles = [film["title"] for film in sink.stored()]
+    assert sorted(titles) == sorted(f"Film {n}" for n in range(60))

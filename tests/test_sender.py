@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -819,5 +823,78 @@ def test_ca_bundle_is_used_to_verify_tls(tmp_path: Path) -> None:
     """CA_BUNDLE replaces the system's CAs for verification; verification itself stays on."""
     bundle = tmp_path / "ca.pem"
     bundle.write_text("-----BEGIN CERTIFICATE-----\n")
-    assert make_session(4, bundle).verify == str(bundle)
-    assert make_session(4).verify is True
+    assert make_sender([], ca_bundle=bundle).verify == str(bundle)
+    assert make_sender([]).verify is True
+
+
+def test_ca_bundle_wins_over_requests_ca_bundle_in_the_environment(
+    https_sink: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requests would let REQUESTS_CA_BUNDLE override a session's CA bundle; CA_BUNDLE must still apply."""
+    url, cert = https_sink
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+
+    outcome = Sender(sender_settings(url_out=url, ca_bundle=cert), halt=threading.Event()).deliver(DELIVERY)
+
+    assert outcome.verdict is Verdict.DELIVERED
+
+
+# --- TLS against a real HTTPS server ---------------------------------------------------------
+
+
+class _Created(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(201)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def https_sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """An HTTPS server on loopback with a self-signed certificate: (URL, the certificate to trust)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Created)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}/movies", cert
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_unverifiable_certificate_stops_at_once_as_configuration(https_sink: tuple[str, Path]) -> None:
+    """TLS verification stays on: a certificate nobody vouches for is REFUSED after one attempt, naming CA_BUNDLE."""
+    url, _ = https_sink
+    sleeps: list[float] = []
+
+    outcome = Sender(sender_settings(url_out=url), halt=threading.Event(), sleep=sleeps.append).deliver(DELIVERY)
+
+    assert outcome.verdict is Verdict.REFUSED
+    assert outcome.attempts == 1
+    assert sleeps == []
+    assert "certificate verify failed" in outcome.reason
+    assert "CA_BUNDLE" in outcome.reason
+
+
+def test_ca_bundle_makes_a_private_certificate_trusted(https_sink: tuple[str, Path]) -> None:
+    """With CA_BUNDLE naming the certificate that signed the sink's, the POST goes through."""
+    url, cert = https_sink
+
+    outcome = Sender(sender_settings(url_out=url, ca_bundle=cert), halt=threading.Event()).deliver(DELIVERY)
+
+    assert outcome.verdict is Verdict.DELIVERED
