@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HEADER = ["Year", "Length", "Title", "Subject", "Actor", "Actress", "Director", "Popularity", "Awards", "*Image"]
 TYPE_ROW = ["INT", "INT", "STRING", "CAT", "CAT", "CAT", "CAT", "INT", "BOOL", "STRING"]
@@ -194,25 +195,31 @@ def write(
     return expected
 
 
+SAMPLE_OPTIONS: dict[str, Any] = {
+    "seed": 1,
+    "encoding": "cp1252",
+    "delimiter": ";",
+    "type_row": True,
+    "defect_rate": 0.12,
+    "duplicate_rate": 0.05,
+    "extras": True,
+}
+"""examples/films.csv: 240 rows in the shape of the classic film.csv, cp1252, semicolons, a type row."""
+
+
+def write_sample(out: Path) -> Expected:
+    return write(out, 240, **SAMPLE_OPTIONS)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--sample", action="store_true", help="the demo file: 240 rows, cp1252, ';', type row")
+    parser.add_argument("--sample", action="store_true", help="the demo file examples/films.csv (fixed seed)")
     args = parser.parse_args(argv)
     if args.sample:
-        write(
-            args.out,
-            240,
-            seed=args.seed,
-            encoding="cp1252",
-            delimiter=";",
-            type_row=True,
-            defect_rate=0.12,
-            duplicate_rate=0.05,
-            extras=True,
-        )
+        write_sample(args.out)
     else:
         write(args.out, args.rows, seed=args.seed, extras=True)
     print(f"wrote {args.out}", file=sys.stderr)
