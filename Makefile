@@ -36,8 +36,9 @@ demo: setup
 	  echo "importer exit status: $$status (1 = some rows were rejected: the sample has real-world defects on purpose)"; \
 	  [[ $$status -le 1 ]]
 
-## bench: measure throughput and memory (see bench/README.md)
+## bench: measure throughput and memory -> bench/RESULTS.md, bench/results.png
 bench: setup
+	$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	$(PY) bench/run.py
 
 ## clean: stop the sink and remove its runtime files

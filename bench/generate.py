@@ -217,9 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--sample", action="store_true", help="the demo file examples/films.csv (fixed seed)")
+    parser.add_argument("--clean", action="store_true", help="no defects and no duplicates")
     args = parser.parse_args(argv)
     if args.sample:
         write_sample(args.out)
+    elif args.clean:
+        write(args.out, args.rows, seed=args.seed, defect_rate=0, duplicate_rate=0)
     else:
         write(args.out, args.rows, seed=args.seed, extras=True)
     print(f"wrote {args.out}", file=sys.stderr)

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -28,7 +28,7 @@ import requests
 from movymporter import metrics
 from movymporter.dedupe import SeenRecords, digest
 from movymporter.errors import ConfigError
-from movymporter.pool import DeliveryPool
+from movymporter.pool import DeliveryWorkers
 from movymporter.progress import Progress
 from movymporter.reader import REPORT_COLUMNS as _REPORT_COLUMN_NAMES
 from movymporter.reader import CsvInput, Record, decode_errors, estimate_rows, normalise_name
@@ -119,7 +119,7 @@ class Pipeline:
         # The parts of the run, set up by run().
         self.state: ResumeState | None = None
         self._sender: Sender | None = None
-        self._pool: DeliveryPool | None = None
+        self._workers: DeliveryWorkers | None = None
         self._source: CsvInput
         self._reports: Reports
         self._seen: SeenRecords
@@ -157,19 +157,12 @@ class Pipeline:
                     )
                 )
             )
-            if self._sender is not None:
-                self._pool = parts.enter_context(
-                    contextlib.closing(
-                        DeliveryPool(
-                            self._sender.deliver,
-                            self._on_outcome,
-                            window=settings.concurrency,
-                            on_idle=self._show_progress,
-                        )
-                    )
-                )
-            self._read(positions)
-            self._drain()
+            deliveries = self._deliveries(positions)
+            if self._sender is None:
+                for _ in deliveries:
+                    pass  # a dry run sends nothing: every row is settled while reading
+            else:
+                self._deliver(deliveries)
             self._show_progress(force=True)
             unread = source.lines_read + 1 if self.stopped_early and source.has_more() else None
             if unread is None:
@@ -184,7 +177,8 @@ class Pipeline:
     def stopped_early(self) -> bool:
         return self.stopped is not None or self.halt.is_set()
 
-    def _read(self, positions: dict[str, int]) -> None:
+    def _deliveries(self, positions: dict[str, int]) -> Iterator[Delivery]:
+        """Read, validate and settle every row; yield those to send. Runs under the workers' lock."""
         tally, settings, contract, halt = self.tally, self.settings, self._contract, self.halt
         fields = list(positions.items())
         from_report = self._source.is_report
@@ -202,7 +196,10 @@ class Pipeline:
                     self._reject(record.line, "validate", [(p.code, p.message) for p in result], cells[skip:])
                     self.reasons.update(f"{p.code}: {p.rule}" for p in result)
                 else:
-                    self._route(record, to_json(result), cells[skip:])
+                    delivery = self._route(record, to_json(result), cells[skip:])
+                    if delivery is not None:
+                        self._in_flight.add(record.line)
+                        yield delivery
             self._frontier = record.end_line + 1
             if tally.rows & 0xFF == 0:
                 self._show_progress()
@@ -214,8 +211,8 @@ class Pipeline:
                 self._stop(f"STOP_ON_ERRORS={settings.stop_on_errors} reached ({rejected} rows rejected)", halt=False)
                 return
 
-    def _route(self, record: Record, body: bytes, cells: list[str]) -> None:
-        """A valid row: skip it as a duplicate, count it (dry run, earlier runs), or send it."""
+    def _route(self, record: Record, body: bytes, cells: list[str]) -> Delivery | None:
+        """A valid row: skip it as a duplicate, count it (dry run, earlier runs), or return it to send."""
         tally, line = self.tally, record.line
         record_digest = digest(body)
         first_line = self._seen.first_seen(record_digest, line)
@@ -224,23 +221,23 @@ class Pipeline:
             if not self.settings.keep_duplicates:
                 tally.duplicates += 1
                 self._reports.duplicate(line, first_line)
-                return
+                return None
             tally.duplicates_sent += 1
             # Each copy sent on purpose needs its own key, stable across re-runs of the same file.
             key = hashlib.blake2b(record_digest + line.to_bytes(8, "little"), digest_size=16).hexdigest()
-        if self._pool is None:
+        if self._sender is None:
             tally.valid += 1
-            return
+            return None
         settled = self.state.settled_before(line) if self.state is not None else None
         if settled == "delivered":
             tally.delivered += 1
             tally.already_delivered += 1
-        elif settled == SINK_REJECTED and self.state is not None:
+            return None
+        if settled == SINK_REJECTED and self.state is not None:
             self._carried_rejections += 1
             self._sink_rejected(line, self.state.reason(line), cells)
-        else:
-            self._in_flight.add(line)
-            self._pool.submit(Delivery(line, cells, body, key))
+            return None
+        return Delivery(line, cells, body, key)
 
     def _on_outcome(self, outcome: Outcome) -> None:
         tally, delivery, verdict = self.tally, outcome.delivery, outcome.verdict
@@ -300,7 +297,7 @@ class Pipeline:
 
     def _save_state(self, *, force: bool = False) -> None:
         """The watermark is the first line not settled: the reading frontier, a row in flight, or one cut short."""
-        if self.state is None:
+        if self.state is None or not (force or self.state.due()):
             return
         candidates = [self._frontier, *self._in_flight]
         if self._first_unsettled_abort is not None:
@@ -333,16 +330,23 @@ class Pipeline:
         if halt:
             self.halt.set()
 
-    def _drain(self) -> None:
-        if self._pool is None:
-            return
-        if not self.halt.is_set():
-            self._pool.drain()
-            return
-        grace = self.settings.connect_timeout + self.settings.read_timeout + 1
-        log.warning("waiting up to %.0f s for %d requests in flight", grace, self._pool.in_flight)
-        if not self._pool.drain(timeout=grace):
-            log.error("%d requests still had no answer; their rows are not in the reports", self._pool.in_flight)
+    def _deliver(self, deliveries: Iterator[Delivery]) -> None:
+        """Worker threads pull from the reader and deliver. A row waiting out a backoff holds a thread but no
+        request slot, so a quarter more threads than CONCURRENCY keep the slots busy; more threads only
+        cost CPU (CPython's GIL hands over between them on every socket call)."""
+        assert self._sender is not None
+        settings = self.settings
+        workers = DeliveryWorkers(
+            self._sender.deliver,
+            self._on_outcome,
+            threads=settings.concurrency + max(2, settings.concurrency // 4),
+            lock=threading.Lock(),
+            on_idle=self._show_progress,
+        )
+        grace = settings.connect_timeout + settings.read_timeout + 1
+        if not workers.run(deliveries, halt=self.halt, grace_s=grace):
+            log.error("%d requests still had no answer after %.0f s; their rows are not in the reports",
+                      workers.in_flight, grace)  # fmt: skip
 
     def _show_progress(self, *, force: bool = False) -> None:
         self._progress.update(self._source.bytes_read, asdict(self.tally), force=force)

@@ -81,7 +81,8 @@ class ResumeState:
         self._clock = clock
         try:
             db_path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(db_path, isolation_level=None)
+            # Used from the delivery threads too, always under their one lock.
+            self._db = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
@@ -120,6 +121,10 @@ class ResumeState:
         if kind is None and line not in self.exceptions and line not in self._pending_exceptions:
             return
         self._pending_exceptions[line] = (kind, reason) if kind else None
+
+    def due(self) -> bool:
+        """Whether `save` would write now (so callers can skip preparing its arguments)."""
+        return self._clock() >= self._next_flush
 
     def save(self, watermark: int, delivered_above: set[int], *, force: bool = False) -> None:
         """Write the progress, at most every 0.2 s unless forced."""

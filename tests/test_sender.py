@@ -819,12 +819,25 @@ def test_the_token_only_goes_to_url_outs_origin(url: str, gets_token: bool) -> N
     assert ("Authorization" in sender.auth_headers_for(url)) is gets_token
 
 
-def test_ca_bundle_is_used_to_verify_tls(tmp_path: Path) -> None:
-    """CA_BUNDLE replaces the system's CAs for verification; verification itself stays on."""
+def test_ca_bundle_is_used_to_verify_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CA_BUNDLE, else requests' own REQUESTS_CA_BUNDLE, else its default CAs: verification itself stays on."""
     bundle = tmp_path / "ca.pem"
     bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/elsewhere/ca.pem")
     assert make_sender([], ca_bundle=bundle).verify == str(bundle)
+    assert make_sender([]).verify == "/elsewhere/ca.pem"
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
     assert make_sender([]).verify is True
+
+
+def test_proxies_from_the_environment_are_read_once_and_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP_PROXY still applies (and NO_PROXY still exempts), though requests no longer reads them per request."""
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.test:3128")
+    monkeypatch.setenv("NO_PROXY", "")
+    assert make_sender([])._proxies.get("http") == "http://proxy.test:3128"
+    monkeypatch.setenv("NO_PROXY", "sink.test")
+    assert "http" not in make_sender([])._proxies
 
 
 def test_ca_bundle_wins_over_requests_ca_bundle_in_the_environment(
@@ -898,3 +911,30 @@ def test_ca_bundle_makes_a_private_certificate_trusted(https_sink: tuple[str, Pa
     outcome = Sender(sender_settings(url_out=url, ca_bundle=cert), halt=threading.Event()).deliver(DELIVERY)
 
     assert outcome.verdict is Verdict.DELIVERED
+
+
+def test_no_more_requests_in_flight_than_concurrency(rsps: responses.RequestsMock) -> None:
+    """CONCURRENCY bounds requests, not rows: many threads share that many slots."""
+    active = 0
+    most = 0
+    lock = threading.Lock()
+
+    def slow_201(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        nonlocal active, most
+        with lock:
+            active += 1
+            most = max(most, active)
+        time.sleep(0.01)
+        with lock:
+            active -= 1
+        return 201, {}, ""
+
+    rsps.add_callback(responses.POST, URL, callback=slow_201)
+    sender = make_sender([], concurrency=3)
+    threads = [threading.Thread(target=sender.deliver, args=(DELIVERY,)) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert most == 3

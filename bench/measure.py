@@ -1,0 +1,104 @@
+"""Run the importer (or the naive loop) as a child process and measure it.
+
+CPU time comes from the kernel's accounting of that child alone (os.wait4), so
+the sink, the benchmark and other processes do not count. Peak RSS is the
+child's VmHWM read from /proc while it runs: wait4's ru_maxrss would carry
+over the high-water mark of the forking parent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    wall_s: float
+    cpu_s: float
+    peak_rss_mb: float
+    exit_status: int
+    stdout: str
+
+
+def run_child(args: list[str], *, env: dict[str, str] | None = None, interrupt_after: float | None = None) -> ChildRun:
+    """Run to the end (or send SIGINT after `interrupt_after` seconds) and account for the child only."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out:
+        process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.DEVNULL)
+        peak = _PeakRss(process.pid)
+        peak.start()
+        timer = None
+        if interrupt_after is not None:
+            timer = threading.Timer(interrupt_after, process.send_signal, (signal.SIGINT,))
+            timer.start()
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        peak.finish()
+        if timer is not None:
+            timer.cancel()
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        return ChildRun(wall, usage.ru_utime + usage.ru_stime, peak.mb, process.returncode, out.read())
+
+
+class _PeakRss(threading.Thread):
+    """Polls /proc/PID/status for VmHWM, the peak resident set of the process since it exec'd."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self._path = Path(f"/proc/{pid}/status")
+        self._done = threading.Event()
+        self.mb = 0.0
+
+    def run(self) -> None:
+        while not self._done.is_set():
+            try:
+                for line in self._path.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.mb = max(self.mb, int(line.split()[1]) / 1024)
+            except (OSError, ValueError):
+                return
+            self._done.wait(0.02)
+
+    def finish(self) -> None:
+        self._done.set()
+        self.join()
+
+
+def importer_env() -> dict[str, str]:
+    """The environment minus anything that would change the importer's settings."""
+    names = {"CSV_IN", "URL_OUT", "CONCURRENCY", "DRY_RUN", "REPORT_DIR", "STATE_DIR", "LOG_LEVEL", "FRESH"}
+    env = {key: value for key, value in os.environ.items() if key not in names}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def run_importer(
+    csv_in: Path, *, url: str | None = None, concurrency: int = 16, interrupt_after: float | None = None
+) -> tuple[ChildRun, dict[str, object]]:
+    """`python -m movymporter` on a file (a dry run without `url`); the run's summary.json."""
+    with tempfile.TemporaryDirectory() as folder:
+        args = [sys.executable, "-m", "movymporter", "--csv", str(csv_in), "--report-dir", f"{folder}/reports"]
+        args += ["--no-progress", "--log-level", "WARNING", "--env-file", f"{folder}/none.env"]
+        Path(f"{folder}/none.env").write_text("")
+        args += ["--dry-run"] if url is None else ["--url", url, "--concurrency", str(concurrency)]
+        env = {**importer_env(), "STATE_DIR": f"{folder}/state"}
+        run = run_child(args, env=env, interrupt_after=interrupt_after)
+        summary = json.loads(Path(f"{folder}/reports/summary.json").read_text())
+    return run, summary
+
+
+def run_naive(csv_in: Path, url: str) -> tuple[ChildRun, dict[str, int]]:
+    run = run_child([sys.executable, str(ROOT / "bench" / "naive.py"), str(csv_in), url], env=importer_env())
+    return run, json.loads(run.stdout)

@@ -1,0 +1,122 @@
+"""Delivery workers: every row once, bounded, serialised bookkeeping, bugs surfaced, bounded stop."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from movymporter.pool import DeliveryWorkers
+from movymporter.sender import Delivery, Outcome, Verdict
+
+
+def deliveries(count: int, during_read: list[str] | None = None) -> Iterator[Delivery]:
+    for line in range(2, count + 2):
+        if during_read is not None:
+            during_read.append("read")
+        yield Delivery(line, [str(line)], b"{}", f"k{line}")
+
+
+class Recorder:
+    """A fake sink call that records how many deliveries overlap, and the outcomes handed back."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds
+        self.active = 0
+        self.most_active = 0
+        self.outcomes: list[int] = []
+        self._lock = threading.Lock()
+
+    def deliver(self, delivery: Delivery) -> Outcome:
+        with self._lock:
+            self.active += 1
+            self.most_active = max(self.most_active, self.active)
+        time.sleep(self.seconds)
+        with self._lock:
+            self.active -= 1
+        return Outcome(delivery, Verdict.DELIVERED, attempts=1, statuses=[201])
+
+    def on_outcome(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome.delivery.line)
+
+
+def test_every_row_is_delivered_once_and_its_outcome_handed_back() -> None:
+    """Each delivery the reader yields is sent once and reported once."""
+    recorder = Recorder()
+    workers = DeliveryWorkers(recorder.deliver, recorder.on_outcome, threads=8, lock=threading.Lock())
+
+    complete = workers.run(deliveries(500), halt=threading.Event(), grace_s=1)
+
+    assert complete
+    assert sorted(recorder.outcomes) == list(range(2, 502))
+
+
+@pytest.mark.parametrize("threads", [1, 3, 8])
+def test_no_more_rows_in_flight_than_threads(threads: int) -> None:
+    """Memory stays flat: the reader is not asked for a row until a thread is free."""
+    recorder = Recorder(seconds=0.002)
+    workers = DeliveryWorkers(recorder.deliver, recorder.on_outcome, threads=threads, lock=threading.Lock())
+
+    workers.run(deliveries(60), halt=threading.Event(), grace_s=1)
+
+    assert recorder.most_active == threads
+
+
+def test_reading_and_bookkeeping_never_overlap() -> None:
+    """The reader and the outcome callback run under one lock, so the run's counters need no other."""
+    events: list[str] = []
+    inside = threading.Lock()
+    overlaps = []
+
+    def on_outcome(outcome: Outcome) -> None:
+        if not inside.acquire(blocking=False):
+            overlaps.append(outcome.delivery.line)
+            return
+        events.append("outcome")
+        inside.release()
+
+    def guarded(count: int) -> Iterator[Delivery]:
+        for delivery in deliveries(count):
+            if not inside.acquire(blocking=False):
+                overlaps.append(delivery.line)
+            else:
+                inside.release()
+            yield delivery
+
+    workers = DeliveryWorkers(Recorder(0.001).deliver, on_outcome, threads=6, lock=threading.Lock())
+    workers.run(guarded(200), halt=threading.Event(), grace_s=1)
+
+    assert overlaps == []
+    assert events.count("outcome") == 200
+
+
+def test_a_bug_in_a_delivery_thread_is_raised_on_the_main_thread() -> None:
+    """An exception that is not an outcome is a bug: it stops the run and shows."""
+
+    def broken(delivery: Delivery) -> Outcome:
+        raise ZeroDivisionError("bug")
+
+    workers = DeliveryWorkers(broken, lambda outcome: None, threads=4, lock=threading.Lock())
+
+    with pytest.raises(RuntimeError, match="a delivery thread failed") as caught:
+        workers.run(deliveries(10), halt=threading.Event(), grace_s=1)
+    assert isinstance(caught.value.__cause__, ZeroDivisionError)
+
+
+def test_after_a_halt_the_wait_for_rows_in_flight_is_bounded() -> None:
+    """Requests still unanswered after the grace period are left behind; their late outcomes are not recorded."""
+    recorder = Recorder(seconds=2.0)
+    halt = threading.Event()
+    workers = DeliveryWorkers(recorder.deliver, recorder.on_outcome, threads=2, lock=threading.Lock(), poll_s=0.02)
+    threading.Timer(0.1, halt.set).start()
+
+    started = time.monotonic()
+    complete = workers.run(deliveries(10), halt=halt, grace_s=0.3)
+
+    assert not complete
+    assert time.monotonic() - started < 1.5
+    assert workers.in_flight == 2
+    time.sleep(2.2)
+    assert recorder.outcomes == []
