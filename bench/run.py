@@ -183,8 +183,8 @@ def report(results: dict[str, Any], seconds: float) -> str:
     return f"""# Benchmark results
 
 Measured {dt.date.today().isoformat()} by `make bench` ({seconds / 60:.1f} min) on {machine()}.
-Each figure is the median of {RUNS} runs (ratios: median of per-pair ratios). CPU time and peak RSS are the
-kernel's accounting of the importer's own process (`os.wait4`); the sink runs on the same 2 cores.
+Each figure is the median of {RUNS} runs (ratios: median of per-pair ratios). CPU time is the kernel's
+accounting of the importer's own process (`os.wait4`), peak RSS its `VmHWM`; the sink runs on the same 2 cores.
 
 | measure | result | target | |
 |---|---|---|---|
