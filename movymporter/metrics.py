@@ -79,9 +79,10 @@ def scrape(
     timeout: float,
     headers: dict[str, str] | None = None,
     verify: str | bool = True,
+    proxies: dict[str, str] | None = None,
 ) -> Snapshot:
     try:
-        response = session.get(url, timeout=timeout, headers=headers, verify=verify)
+        response = session.get(url, timeout=timeout, headers=headers, verify=verify, proxies=proxies)
     except requests.RequestException as error:
         raise MetricsUnavailable(f"{url}: {type(error).__name__}") from None
     if response.status_code != 200:

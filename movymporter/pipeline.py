@@ -25,7 +25,7 @@ from typing import IO, Any
 
 import requests
 
-from movymporter import metrics
+from movymporter import __version__, metrics
 from movymporter.dedupe import SeenRecords, digest
 from movymporter.errors import ConfigError
 from movymporter.pool import DeliveryWorkers
@@ -36,12 +36,14 @@ from movymporter.report import Reports, restore
 from movymporter.schema import FIELDS, Contract, column_positions, to_json
 from movymporter.sender import Delivery, Outcome, Sender, Verdict
 from movymporter.settings import Settings
-from movymporter.state import FAILED, SINK_REJECTED, ResumeState, input_key
+from movymporter.state import DELIVERED, FAILED, SINK_REJECTED, ResumeState, input_key
 from movymporter.status import ExitStatus
 
 log = logging.getLogger("movymporter")
 
 TOP_REASONS = 10
+_SETTLED_AS = {Verdict.DELIVERED: DELIVERED, Verdict.REJECTED: SINK_REJECTED, Verdict.FAILED: FAILED}
+"""How the resume state records each verdict; the others (cut short by a stop) are not settled."""
 STATE_FILE = "state.sqlite"
 REPORT_COLUMNS = len(_REPORT_COLUMN_NAMES)
 """line, stage, reason: the columns a rejected.csv adds before the input's own."""
@@ -110,12 +112,8 @@ class Pipeline:
         self._progress_stream = progress_stream
         self._progress_bar = progress_bar
         self._started = time.monotonic()
-        # What the next run needs: see _save_state.
-        self._in_flight: set[int] = set()
-        self._delivered_recently: set[int] = set()
-        self._first_unsettled_abort: int | None = None
-        self._frontier = 1
         self._carried_rejections = 0
+        """Rows rejected again that an earlier run had settled: they do not count towards STOP_ON_ERRORS."""
         # The parts of the run, set up by run().
         self.state: ResumeState | None = None
         self._sender: Sender | None = None
@@ -142,6 +140,7 @@ class Pipeline:
                 errors=decode_errors(source.dialect.encoding),
                 header=header[REPORT_COLUMNS:] if source.is_report else header,
             )
+            parts.enter_context(contextlib.closing(self._reports))
             if not settings.dry_run:
                 self._sender = parts.enter_context(contextlib.closing(self._connect()))
                 self.state = parts.enter_context(contextlib.closing(self._open_state()))
@@ -165,9 +164,10 @@ class Pipeline:
                 self._deliver(deliveries)
             self._show_progress(force=True)
             unread = source.lines_read + 1 if self.stopped_early and source.has_more() else None
-            if unread is None:
-                self._frontier = source.lines_read + 1
-            self._save_state(force=True)
+            if self.state is not None:
+                if unread is None:
+                    self.state.read_past(source.lines_read + 1)
+                self.state.save(force=True)
             self.tally.blank = source.blank_lines
             summary = self._summary(self._reconcile(before), unread)
             self._reports.finish(summary)
@@ -198,12 +198,15 @@ class Pipeline:
                 else:
                     delivery = self._route(record, to_json(result), cells[skip:])
                     if delivery is not None:
-                        self._in_flight.add(record.line)
+                        if self.state is not None:
+                            self.state.sending(record.line)
                         yield delivery
-            self._frontier = record.end_line + 1
+            if self.state is not None:
+                self.state.read_past(record.end_line + 1)
             if tally.rows & 0xFF == 0:
                 self._show_progress()
-                self._save_state()
+                if self.state is not None:
+                    self.state.save()
             if self.stopped is not None or halt.is_set():
                 return
             rejected = tally.rejected - self._carried_rejections
@@ -229,7 +232,7 @@ class Pipeline:
             tally.valid += 1
             return None
         settled = self.state.settled_before(line) if self.state is not None else None
-        if settled == "delivered":
+        if settled == DELIVERED:
             tally.delivered += 1
             tally.already_delivered += 1
             return None
@@ -241,9 +244,9 @@ class Pipeline:
 
     def _on_outcome(self, outcome: Outcome) -> None:
         tally, delivery, verdict = self.tally, outcome.delivery, outcome.verdict
-        self._in_flight.discard(delivery.line)
-        self._settle(outcome)
-        self._save_state()
+        if self.state is not None:
+            self.state.finished(delivery.line, _SETTLED_AS.get(verdict), outcome.reason)
+            self.state.save()
         tally.retries += max(outcome.attempts - 1, 0)
         tally.unanswered += outcome.unanswered
         self.responses.update(outcome.statuses)
@@ -280,37 +283,11 @@ class Pipeline:
             self._carried_rejections += 1
         self._reports.reject(line, stage, "; ".join(f"{code}: {message}" for code, message in problems), cells)
 
-    def _settle(self, outcome: Outcome) -> None:
-        """What the next run needs to know about this row."""
-        line, verdict, state = outcome.delivery.line, outcome.verdict, self.state
-        if verdict is Verdict.DELIVERED:
-            self._delivered_recently.add(line)
-            if state is not None:
-                state.note(line, None)
-        elif verdict is Verdict.REJECTED and state is not None:
-            state.note(line, SINK_REJECTED, outcome.reason)
-        elif verdict is Verdict.FAILED and state is not None:
-            state.note(line, FAILED, outcome.reason)
-        elif verdict in (Verdict.ABORTED, Verdict.REFUSED):
-            first = self._first_unsettled_abort
-            self._first_unsettled_abort = line if first is None else min(first, line)
-
-    def _save_state(self, *, force: bool = False) -> None:
-        """The watermark is the first line not settled: the reading frontier, a row in flight, or one cut short."""
-        if self.state is None or not (force or self.state.due()):
-            return
-        candidates = [self._frontier, *self._in_flight]
-        if self._first_unsettled_abort is not None:
-            candidates.append(self._first_unsettled_abort)
-        watermark = min(candidates)
-        self.state.save(watermark, self._delivered_recently, force=force)
-        self._delivered_recently = {line for line in self._delivered_recently if line >= watermark}
-
     def _open_state(self) -> ResumeState:
         settings = self.settings
         state = ResumeState(
             settings.state_dir / STATE_FILE,
-            input_key(self.path, settings.url_out),
+            input_key(self.path, settings.url_out, settings.keep_duplicates, self._contract.max_year, __version__),
             path=self.path,
             url=settings.url_out,
             fresh=settings.fresh,
@@ -345,8 +322,11 @@ class Pipeline:
         )
         grace = settings.connect_timeout + settings.read_timeout + 1
         if not workers.run(deliveries, halt=self.halt, grace_s=grace):
-            log.error("%d requests still had no answer after %.0f s; their rows are not in the reports",
-                      workers.in_flight, grace)  # fmt: skip
+            log.error("%d requests still had no answer after %.0f s", len(workers.unfinished), grace)
+            for delivery in workers.unfinished.values():
+                self.tally.not_attempted += 1
+                reason = f"no answer before the run stopped ({grace:.0f} s after the stop); the sink may have it"
+                self._reports.reject(delivery.line, "delivery", reason, delivery.cells)
 
     def _show_progress(self, *, force: bool = False) -> None:
         self._progress.update(self._source.bytes_read, asdict(self.tally), force=force)
@@ -371,6 +351,7 @@ class Pipeline:
                 self.settings.read_timeout,
                 sender.auth_headers_for(endpoint),
                 verify=sender.verify,
+                proxies=sender.proxies,
             )
         except metrics.MetricsUnavailable as error:
             log.warning("metrics check skipped: %s", error)

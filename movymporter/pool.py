@@ -40,7 +40,8 @@ class DeliveryWorkers:
         self._poll_s = poll_s
         self._failure: BaseException | None = None
         self._closed = False
-        self.in_flight = 0
+        self.unfinished: dict[int, Delivery] = {}
+        """Deliveries in flight, by line: after a halt, those the grace period did not see answered."""
 
     def run(self, deliveries: Iterator[Delivery], *, halt: threading.Event, grace_s: float) -> bool:
         """Deliver everything `deliveries` yields; False when, after a halt, rows were still in
@@ -62,9 +63,9 @@ class DeliveryWorkers:
                 self._on_idle()
         with self.lock:
             self._closed = True
-            complete = self.in_flight == 0
+            complete = not self.unfinished
         if self._failure is not None:
-            raise RuntimeError(f"a delivery thread failed: {self._failure!r}") from self._failure
+            raise self._failure
         return complete
 
     def _work(self, deliveries: Iterator[Delivery], halt: threading.Event) -> None:
@@ -75,12 +76,12 @@ class DeliveryWorkers:
                     delivery = None if stop else next(deliveries, None)
                     if delivery is None:
                         return
-                    self.in_flight += 1
+                    self.unfinished[delivery.line] = delivery
                 outcome = self._deliver(delivery)
                 with self.lock:
-                    self.in_flight -= 1
                     if not self._closed:
+                        del self.unfinished[delivery.line]
                         self._on_outcome(outcome)
-        except BaseException as error:  # noqa: BLE001 - a bug: re-raised on the main thread by run()
+        except BaseException as error:  # noqa: BLE001 - re-raised on the main thread by run()
             with self.lock:
                 self._failure = self._failure or error

@@ -65,6 +65,7 @@ class Reports:
         self._duplicates = csv.writer(self._duplicates_file, delimiter=delimiter, lineterminator="\r\n")
         self._rejected.writerow(["line", "stage", "reason", *map(neutralise, header)])
         self._duplicates.writerow(["line", "duplicate_of"])
+        self._finished = False
 
     def _open_partial(self, name: str) -> IO[str]:
         return (self.directory / f".{name}.partial").open("w", encoding=self._encoding, errors=self._errors, newline="")
@@ -81,10 +82,19 @@ class Reports:
         for handle, name in ((self._rejected_file, REJECTED), (self._duplicates_file, DUPLICATES)):
             handle.close()
             os.replace(self.directory / f".{name}.partial", self.directory / name)
+        self._finished = True
         partial = self.directory / f".{SUMMARY}.partial"
         # ASCII escapes keep the JSON valid even for a file name that is not UTF-8.
         partial.write_text(json.dumps(summary, indent=2) + "\n", encoding="ascii")
         os.replace(partial, self.directory / SUMMARY)
+
+    def close(self) -> None:
+        """After a run that failed: drop the half-written reports (the last complete ones stay)."""
+        if self._finished:
+            return
+        for handle, name in ((self._rejected_file, REJECTED), (self._duplicates_file, DUPLICATES)):
+            handle.close()
+            (self.directory / f".{name}.partial").unlink(missing_ok=True)
 
 
 def _count(value: int) -> str:

@@ -120,6 +120,10 @@ class Halted(Exception):
     """The run is stopping (or the sink is down): this attempt is not made."""
 
 
+TLS_CONFIGURATION_ERRORS = frozenset({"certificate verify failed", "hostname mismatch"})
+"""TLS failures that retrying cannot mend; a reset handshake is retried like any dropped connection."""
+
+
 class TlsRefused(Exception):
     """The sink's TLS certificate did not verify: configuration, not a passing network fault."""
 
@@ -214,7 +218,7 @@ class Sender:
         # CA_BUNDLE wins over a REQUESTS_CA_BUNDLE in the environment.
         environment = self.session.merge_environment_settings(self._url, {}, None, True, None)
         self.session.trust_env = False
-        self._proxies: dict[str, str] = environment["proxies"]
+        self.proxies: dict[str, str] = environment["proxies"]
         self.verify: str | bool = str(settings.ca_bundle) if settings.ca_bundle is not None else environment["verify"]
         self._headers: dict[str, str] = {}
         if settings.auth_token is not None:
@@ -235,8 +239,10 @@ class Sender:
         return self._halt.is_set() or self.health.down
 
     def check_reachable(self) -> None:
-        """Fail fast, before reading the file, when nothing listens at URL_OUT."""
+        """Fail fast, before reading the file, when nothing listens at URL_OUT (not checked through a proxy)."""
         parts = urlsplit(self._url)
+        if requests.utils.select_proxy(self._url, self.proxies):
+            return
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
             socket.create_connection((parts.hostname or "", port), timeout=self._connect_timeout).close()
@@ -304,18 +310,17 @@ class Sender:
         try:
             try:
                 response = self.session.send(
-                    request, timeout=self._timeout, allow_redirects=False, verify=self.verify, proxies=self._proxies
+                    request, timeout=self._timeout, allow_redirects=False, verify=self.verify, proxies=self.proxies
                 )
             finally:
                 self._slots.release()
         except requests.exceptions.SSLError as error:
-            raise TlsRefused(_ssl_reason(error)) from None
+            if _ssl_reason(error) in TLS_CONFIGURATION_ERRORS:
+                raise TlsRefused(_ssl_reason(error)) from None
+            self._no_answer(outcome, error, answers_before)
+            raise
         except NO_ANSWER_ERRORS as error:
-            outcome.unanswered += 1
-            if self.health.answers != answers_before:
-                outcome.counted += 1
-            outcome.last_error = _describe(error)
-            self.health.failed(outcome.last_error)
+            self._no_answer(outcome, error, answers_before)
             raise
         outcome.counted += 1
         status = response.status_code
@@ -329,6 +334,13 @@ class Sender:
             raise RetryableAnswer(status, retry_after_seconds(response))
         self.health.answered()
         return response
+
+    def _no_answer(self, outcome: Outcome, error: Exception, answers_before: int) -> None:
+        outcome.unanswered += 1
+        if self.health.answers != answers_before:
+            outcome.counted += 1
+        outcome.last_error = _describe(error)
+        self.health.failed(outcome.last_error)
 
     def auth_headers_for(self, url: str) -> dict[str, str]:
         """The Authorization header, but only for URL_OUT's own origin (never leak the token elsewhere)."""

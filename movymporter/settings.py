@@ -111,7 +111,8 @@ class Settings(BaseSettings):
     def _url_out(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("empty")
-        return cls._http_url(value) or value
+        cls._http_url(value)
+        return value
 
     @field_validator("metrics_url")
     @classmethod
@@ -119,8 +120,12 @@ class Settings(BaseSettings):
         if value is None or value == "":
             return None
         parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("not an http(s) URL")
+        try:
+            parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+        except ValueError:
+            raise ValueError("its port is not a number from 0 to 65535") from None
         return value
 
     @field_validator("log_level", mode="before")
@@ -185,6 +190,8 @@ def load_settings(overrides: dict[str, Any] | None = None, env_file: Path | None
         raise ConfigError(
             f"{env_file} is not UTF-8 text; save it as UTF-8 (settings files are read as UTF-8)"
         ) from None
+    except OSError as error:
+        raise ConfigError(f"cannot read the settings file {env_file}: {error.strerror or error}") from None
     except ValidationError as error:
         paragraphs = []
         for problem in error.errors():

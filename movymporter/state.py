@@ -1,21 +1,26 @@
 """What earlier runs settled, on disk, so a re-run sends only what was not delivered.
 
-Kept small for files of any length. Records are read in file order and at most
-CONCURRENCY of them are in flight, so the state of an input is:
+Kept small for files of any length. Records are read in file order and only a
+bounded number are in flight, so the state of an input is:
 
 - a watermark: every record that starts before this line is settled;
-- the lines at or after it that were delivered out of order (at most a window);
+- the lines at or after it that were delivered out of order (a window, stored
+  as ranges);
 - exceptions: the rare rows the sink refused (final, reported again from here)
   or whose delivery failed (sent again by the next run).
 
 A valid row below the watermark that is not an exception was delivered. Rows
 that are invalid or duplicates are not stored: reading the file again finds
-them again. The input is identified by a hash of its content and the URL it
-goes to, so an edited file, or another sink, starts afresh.
+them again. The key of an input covers everything that decides which rows are
+sent: the file's content, the URL, --keep-duplicates, the last valid year and
+the importer's version; change one and the import starts afresh.
 
-Writes are batched into one SQLite transaction at most every 0.2 s (WAL mode):
-a crash loses at most that batch, whose rows the next run sends again under
-the same idempotency keys.
+A re-run never lowers the watermark nor forgets a line delivered above it: it
+reads the file from the top again and only rows the state says were not
+delivered go out, so what earlier runs settled stays settled whatever happens
+to this one. Writes are batched into one SQLite transaction at most every
+0.2 s (WAL mode): a crash loses at most that batch, whose rows the next run
+sends again under the same idempotency keys.
 """
 
 from __future__ import annotations
@@ -24,11 +29,12 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from movymporter.errors import ConfigError
 
+DELIVERED = "delivered"
 SINK_REJECTED = "sink_rejected"
 FAILED = "failed"
 _FLUSH_EVERY_S = 0.2
@@ -52,18 +58,33 @@ CREATE TABLE IF NOT EXISTS exceptions (
 """
 
 
-def input_key(path: Path, url: str) -> str:
-    """Identity of an import: the file's content and where it goes."""
+def input_key(path: Path, url: str, *decisions: object) -> str:
+    """Identity of an import: the file's content, where it goes, and what decides which rows are sent."""
     digest = hashlib.blake2b(digest_size=20)
     with path.open("rb") as stream:
         while chunk := stream.read(1 << 20):
             digest.update(chunk)
-    digest.update(b"\0" + url.encode())
+    digest.update(repr((url, *decisions)).encode())
     return digest.hexdigest()
 
 
+def to_ranges(lines: Iterable[int]) -> list[list[int]]:
+    """Sorted lines as [first, last] runs: a window of deliveries is mostly contiguous."""
+    ranges: list[list[int]] = []
+    for line in sorted(lines):
+        if ranges and line == ranges[-1][1] + 1:
+            ranges[-1][1] = line
+        else:
+            ranges.append([line, line])
+    return ranges
+
+
+def from_ranges(ranges: Iterable[list[int]]) -> set[int]:
+    return {line for first, last in ranges for line in range(first, last + 1)}
+
+
 class ResumeState:
-    """The settled lines of one input, loaded at start and written as the run goes."""
+    """What earlier runs of an input settled, and what this run settles as it goes."""
 
     def __init__(
         self,
@@ -94,15 +115,21 @@ class ResumeState:
         if fresh:
             self._forget()
         row = self._db.execute("SELECT watermark, delivered_above FROM inputs WHERE input_key = ?", (key,)).fetchone()
+        self.resuming = row is not None
         self.watermark: int = row[0] if row else 0
-        self.delivered_above: frozenset[int] = frozenset(json.loads(row[1])) if row else frozenset()
+        """What earlier runs settled: every record starting before this line."""
+        self.delivered_above: frozenset[int] = frozenset(from_ranges(json.loads(row[1]))) if row else frozenset()
         self.exceptions: dict[int, tuple[str, str]] = {
             line: (kind, reason)
             for line, kind, reason in self._db.execute(
                 "SELECT line, kind, reason FROM exceptions WHERE input_key = ?", (key,)
             )
         }
-        self.resuming = row is not None
+        # This run's progress.
+        self._frontier = 1
+        self._in_flight: set[int] = set()
+        self._first_cut_short: int | None = None
+        self._delivered_now: set[int] = set()
         self._pending_exceptions: dict[int, tuple[str, str] | None] = {}
         self._next_flush = clock() + _FLUSH_EVERY_S
 
@@ -110,29 +137,45 @@ class ResumeState:
         """How an earlier run settled the valid row on this line: delivered, sink_rejected, failed, or None."""
         if line >= self.watermark and line not in self.delivered_above:
             return None
-        kind, _ = self.exceptions.get(line, ("delivered", ""))
+        kind, _ = self.exceptions.get(line, (DELIVERED, ""))
         return kind
 
     def reason(self, line: int) -> str:
         return self.exceptions[line][1]
 
-    def note(self, line: int, kind: str | None, reason: str = "") -> None:
-        """Record how a row ended (sink_rejected, failed), or None when it was delivered after all."""
-        if kind is None and line not in self.exceptions and line not in self._pending_exceptions:
+    def read_past(self, line: int) -> None:
+        """Every record starting before `line` has been read (and settled, or is in flight)."""
+        self._frontier = line
+
+    def sending(self, line: int) -> None:
+        self._in_flight.add(line)
+
+    def finished(self, line: int, kind: str | None, reason: str = "") -> None:
+        """How the row on `line` ended: delivered, sink_rejected or failed; None when a stop cut it short."""
+        self._in_flight.discard(line)
+        if kind is None:
+            first = self._first_cut_short
+            self._first_cut_short = line if first is None else min(first, line)
             return
-        self._pending_exceptions[line] = (kind, reason) if kind else None
+        if kind == DELIVERED:
+            self._delivered_now.add(line)
+            if line in self.exceptions or line in self._pending_exceptions:
+                self._pending_exceptions[line] = None
+        else:
+            self._pending_exceptions[line] = (kind, reason)
 
-    def due(self) -> bool:
-        """Whether `save` would write now (so callers can skip preparing its arguments)."""
-        return self._clock() >= self._next_flush
-
-    def save(self, watermark: int, delivered_above: set[int], *, force: bool = False) -> None:
+    def save(self, *, force: bool = False) -> None:
         """Write the progress, at most every 0.2 s unless forced."""
         now = self._clock()
         if not force and now < self._next_flush:
             return
         self._next_flush = now + _FLUSH_EVERY_S
-        above = sorted(line for line in delivered_above if line >= watermark)
+        unsettled = [self._frontier, *self._in_flight]
+        if self._first_cut_short is not None:
+            unsettled.append(self._first_cut_short)
+        watermark = max(self.watermark, min(unsettled))
+        self._delivered_now = {line for line in self._delivered_now if line >= watermark}
+        above = {line for line in self.delivered_above if line >= watermark} | self._delivered_now
         with self._db:
             self._db.execute("BEGIN")
             self._db.execute(
@@ -140,7 +183,7 @@ class ResumeState:
                 "VALUES (?, ?, ?, ?, ?, datetime('now')) ON CONFLICT (input_key) DO UPDATE SET "
                 "path = excluded.path, watermark = excluded.watermark, "
                 "delivered_above = excluded.delivered_above, updated_at = excluded.updated_at",
-                (self._key, self._path, self._url, watermark, json.dumps(above)),
+                (self._key, self._path, self._url, watermark, json.dumps(to_ranges(above))),
             )
             for line, entry in self._pending_exceptions.items():
                 if entry is None:

@@ -6,6 +6,7 @@ import csv
 import http.server
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from bench.generate import Expected, write, write_sample
 from movymporter import pipeline
+from movymporter.sender import Delivery, Outcome, Sender, Verdict
 from movymporter.settings import Settings
 from movymporter.status import ExitStatus
 from tests.conftest import ROOT, RunningSink, assert_accounted, read_csv
@@ -346,3 +348,33 @@ def test_unreadable_metrics_are_a_warning_not_a_failure(
 
     assert result.exit_status is ExitStatus.OK
     assert result.summary["metrics_check"]["state"] == "unavailable"
+
+
+def test_rows_still_unanswered_after_the_grace_period_stay_accounted_for(
+    reliable_sink: RunningSink, tmp_path: Path, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a halt the run waits a bounded time; rows whose answer never came are reported as not attempted."""
+
+    def hangs(self: Sender, delivery: Delivery) -> Outcome:
+        time.sleep(4)
+        return Outcome(delivery, Verdict.DELIVERED, attempts=1, statuses=[201])
+
+    monkeypatch.setattr(Sender, "deliver", hangs)
+    path = tmp_path / "films.csv"
+    path.write_text("title,year\n" + "".join(f"Film {n},2000\n" for n in range(50)))
+    settings = make_settings(
+        csv_in=path, url_out=reliable_sink.movies_url, concurrency=2, connect_timeout=0.1, read_timeout=0.1
+    )
+    halt = threading.Event()
+    threading.Timer(0.3, halt.set).start()
+
+    started = time.monotonic()
+    result = pipeline.run(settings, halt=halt)
+
+    assert time.monotonic() - started < 3
+    summary = result.summary
+    assert summary["not_attempted"] == summary["rows"] > 0
+    rejected = rejected_lines(settings.report_dir)
+    assert all("no answer before the run stopped" in row[2] for row in rejected.values())
+    assert len(rejected) == summary["not_attempted"]
+    assert_accounted(summary)

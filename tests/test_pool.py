@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from movymporter.errors import InputError
 from movymporter.pool import DeliveryWorkers
 from movymporter.sender import Delivery, Outcome, Verdict
 
@@ -93,16 +94,28 @@ def test_reading_and_bookkeeping_never_overlap() -> None:
 
 
 def test_a_bug_in_a_delivery_thread_is_raised_on_the_main_thread() -> None:
-    """An exception that is not an outcome is a bug: it stops the run and shows."""
+    """An exception that is not an outcome stops the run and shows on the main thread."""
 
     def broken(delivery: Delivery) -> Outcome:
         raise ZeroDivisionError("bug")
 
     workers = DeliveryWorkers(broken, lambda outcome: None, threads=4, lock=threading.Lock())
 
-    with pytest.raises(RuntimeError, match="a delivery thread failed") as caught:
+    with pytest.raises(ZeroDivisionError, match="bug"):
         workers.run(deliveries(10), halt=threading.Event(), grace_s=1)
-    assert isinstance(caught.value.__cause__, ZeroDivisionError)
+
+
+def test_an_error_of_the_reader_keeps_its_type() -> None:
+    """A user error met while reading in a worker (say, an undecodable file) reaches the CLI as itself: exit 2."""
+
+    def unreadable() -> Iterator[Delivery]:
+        yield from deliveries(3)
+        raise InputError("films.csv cannot be read in the encoding given")
+
+    workers = DeliveryWorkers(Recorder().deliver, lambda outcome: None, threads=2, lock=threading.Lock())
+
+    with pytest.raises(InputError, match="cannot be read"):
+        workers.run(unreadable(), halt=threading.Event(), grace_s=1)
 
 
 def test_after_a_halt_the_wait_for_rows_in_flight_is_bounded() -> None:
@@ -117,6 +130,6 @@ def test_after_a_halt_the_wait_for_rows_in_flight_is_bounded() -> None:
 
     assert not complete
     assert time.monotonic() - started < 1.5
-    assert workers.in_flight == 2
+    assert sorted(workers.unfinished) == [2, 3]
     time.sleep(2.2)
     assert recorder.outcomes == []

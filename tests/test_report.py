@@ -438,3 +438,15 @@ def test_render_summary_mentions_earlier_runs_and_duplicates_sent() -> None:
 
     assert "of which in earlier runs" in text
     assert "duplicates sent (--keep-duplicates)" in text
+
+
+def test_a_failed_run_leaves_no_half_written_reports(tmp_path: Path) -> None:
+    """close() without finish() drops the partial files; the last complete reports stay as they were."""
+    (tmp_path / REJECTED).write_text("the last complete report\n")
+    reports = make_reports(tmp_path)
+    reports.reject(3, "validate", "type-error: year must be a whole number", ["A", "1990.5", ""])
+
+    reports.close()
+
+    assert sorted(path.name for path in tmp_path.iterdir()) == [REJECTED]
+    assert (tmp_path / REJECTED).read_text() == "the last complete report\n"

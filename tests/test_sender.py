@@ -835,9 +835,9 @@ def test_proxies_from_the_environment_are_read_once_and_used(monkeypatch: pytest
     """HTTP_PROXY still applies (and NO_PROXY still exempts), though requests no longer reads them per request."""
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.test:3128")
     monkeypatch.setenv("NO_PROXY", "")
-    assert make_sender([])._proxies.get("http") == "http://proxy.test:3128"
+    assert make_sender([]).proxies.get("http") == "http://proxy.test:3128"
     monkeypatch.setenv("NO_PROXY", "sink.test")
-    assert "http" not in make_sender([])._proxies
+    assert "http" not in make_sender([]).proxies
 
 
 def test_ca_bundle_wins_over_requests_ca_bundle_in_the_environment(
@@ -938,3 +938,29 @@ def test_no_more_requests_in_flight_than_concurrency(rsps: responses.RequestsMoc
         thread.join()
 
     assert most == 3
+
+
+def test_a_tls_handshake_cut_short_is_retried_like_a_dropped_connection(rsps: responses.RequestsMock) -> None:
+    """Only certificate problems are configuration; an interrupted handshake is a passing network fault."""
+    rsps.add(responses.POST, URL, body=requests.exceptions.SSLError("EOF occurred in violation of protocol"))
+    answer(rsps, 201)
+
+    outcome = make_sender([]).deliver(DELIVERY)
+
+    assert outcome.verdict is Verdict.DELIVERED
+    assert outcome.attempts == 2
+
+
+def test_no_direct_probe_when_a_proxy_carries_the_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind a proxy the sink's port may be unreachable directly; the proxy decides, not the probe."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.test:3128")
+    monkeypatch.setenv("NO_PROXY", "")
+    sender = Sender(sender_settings(url_out=f"http://127.0.0.1:{port}/movies"), halt=threading.Event())
+
+    sender.check_reachable()
+
+    assert sender.proxies["http"] == "http://proxy.test:3128"

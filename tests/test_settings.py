@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from pathlib import Path
 from typing import Any
 
@@ -417,3 +418,26 @@ def test_env_file_readable_by_others_with_a_token_is_reported(
     env = write_env(tmp_path, text)
     env.chmod(mode)
     assert exposed_secrets(env) == exposed
+
+
+@pytest.mark.parametrize("url", ["http://localhost:99999/movies", "http://localhost:port/movies"])
+def test_a_bad_port_is_a_config_error(url: str) -> None:
+    """A URL whose port is not a port is named as such, not met later as a traceback."""
+    with pytest.raises(ConfigError, match=r"URL_OUT \(--url\) .*port is not a number from 0 to 65535"):
+        load_settings({"url_out": url}, env_file=None)
+
+
+def test_an_unreadable_settings_file_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A settings file that cannot be read is one clear paragraph (root reads any file, so open() refuses here)."""
+    env = write_env(tmp_path, "CONCURRENCY=4\n")
+    real_open = builtins.open
+
+    def refusing_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(file) == str(env):
+            raise PermissionError(13, "Permission denied")
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing_open)
+
+    with pytest.raises(ConfigError, match=r"cannot read the settings file .*Permission denied"):
+        load_settings({}, env_file=env)

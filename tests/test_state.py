@@ -11,7 +11,7 @@ import pytest
 from movymporter import pipeline
 from movymporter.errors import ConfigError
 from movymporter.settings import Settings
-from movymporter.state import FAILED, SINK_REJECTED, ResumeState, input_key
+from movymporter.state import DELIVERED, FAILED, SINK_REJECTED, ResumeState, from_ranges, input_key, to_ranges
 from movymporter.status import ExitStatus
 from tests.conftest import RunningSink, assert_accounted
 
@@ -44,77 +44,133 @@ def test_a_new_input_has_nothing_settled(tmp_path: Path) -> None:
     assert state.settled_before(2) is None
 
 
+def a_run_that_stopped(tmp_path: Path) -> None:
+    """Lines 2-12 read; 9 still in flight at the stop; 12 delivered out of order; 5 refused; 6 failed."""
+    state = open_state(tmp_path)
+    for line in (5, 6, 9, 12):
+        state.sending(line)
+    state.finished(5, SINK_REJECTED, "sink 400: year 2050 is outside 1888..2026")
+    state.finished(6, FAILED, "gave up after 15 attempts")
+    state.finished(12, DELIVERED)
+    state.read_past(13)
+    state.save(force=True)
+    state.close()
+
+
 @pytest.mark.parametrize(
     ("line", "settled"),
     [
-        pytest.param(2, "delivered", id="below-watermark-is-delivered"),
+        pytest.param(2, DELIVERED, id="below-watermark-is-delivered"),
         pytest.param(5, SINK_REJECTED, id="below-watermark-refused-by-sink"),
         pytest.param(6, FAILED, id="below-watermark-failed-is-sent-again"),
-        pytest.param(9, None, id="at-watermark-is-not-settled"),
-        pytest.param(12, "delivered", id="delivered-out-of-order-above-watermark"),
-        pytest.param(13, None, id="above-watermark-not-delivered"),
+        pytest.param(9, None, id="in-flight-at-the-stop-is-not-settled"),
+        pytest.param(12, DELIVERED, id="delivered-out-of-order-above-watermark"),
+        pytest.param(13, None, id="not-read-is-not-settled"),
     ],
 )
 def test_what_a_rerun_finds(tmp_path: Path, line: int, settled: str | None) -> None:
-    """A saved watermark, out-of-order deliveries and exceptions tell the next run what each line became."""
-    state = open_state(tmp_path)
-    state.note(5, SINK_REJECTED, "sink 400: year 2050 is outside 1888..2026")
-    state.note(6, FAILED, "gave up after 15 attempts")
-    state.save(9, {3, 12}, force=True)
-    state.close()
+    """The watermark stops at the first row not settled; deliveries above it and exceptions are kept."""
+    a_run_that_stopped(tmp_path)
 
     again = open_state(tmp_path)
 
     assert again.resuming
+    assert again.watermark == 9
     assert again.settled_before(line) == settled
 
 
 def test_the_sink_reason_is_kept_for_the_report(tmp_path: Path) -> None:
     """A row the sink refused is reported again with the sink's own words, without being sent."""
-    state = open_state(tmp_path)
-    state.note(5, SINK_REJECTED, "sink 400: title is empty")
-    state.save(10, set(), force=True)
-    state.close()
-    assert open_state(tmp_path).reason(5) == "sink 400: title is empty"
+    a_run_that_stopped(tmp_path)
+    assert open_state(tmp_path).reason(5) == "sink 400: year 2050 is outside 1888..2026"
 
 
-def test_a_failed_row_delivered_later_stops_being_an_exception(tmp_path: Path) -> None:
+def test_a_failed_row_delivered_by_a_later_run_stops_being_an_exception(tmp_path: Path) -> None:
     """Delivering a row that failed before removes it from the exceptions."""
+    a_run_that_stopped(tmp_path)
+    again = open_state(tmp_path)
+    again.sending(6)
+    again.finished(6, DELIVERED)
+    again.save(force=True)
+    again.close()
+    assert open_state(tmp_path).settled_before(6) == DELIVERED
+
+
+def test_a_failed_row_delivered_in_the_same_session_stops_being_an_exception(tmp_path: Path) -> None:
+    """The exception is forgotten even when it was written by this very session."""
     state = open_state(tmp_path)
-    state.note(6, FAILED, "gave up")
-    state.save(10, set(), force=True)
-    state.note(6, None)
-    state.save(10, set(), force=True)
+    state.finished(6, FAILED, "gave up")
+    state.read_past(10)
+    state.save(force=True)
+    state.finished(6, DELIVERED)
+    state.save(force=True)
     state.close()
-    assert open_state(tmp_path).settled_before(6) == "delivered"
+    assert open_state(tmp_path).settled_before(6) == DELIVERED
+
+
+def test_a_rerun_that_stops_early_does_not_lose_what_earlier_runs_settled(tmp_path: Path) -> None:
+    """A re-run reads from the top again; stopping it near the top must not lower the watermark or forget lines."""
+    a_run_that_stopped(tmp_path)
+    rerun = open_state(tmp_path)
+    rerun.sending(3)
+    rerun.read_past(4)
+    rerun.save(force=True)
+    rerun.close()
+
+    third = open_state(tmp_path)
+
+    assert third.watermark == 9
+    assert third.delivered_above == {12}
+    assert third.settled_before(2) == DELIVERED
 
 
 def test_saves_are_batched_by_time(tmp_path: Path) -> None:
     """Progress is written at most every 0.2 s unless forced, so the hot path does not wait on disk."""
     clock = FakeClock()
     state = open_state(tmp_path, clock=clock)
-    state.save(5, set(), force=True)
-    state.save(50, set())
-    assert open_state(tmp_path, key="k").watermark == 5
+    state.read_past(5)
+    state.save(force=True)
+    state.read_past(50)
+    state.save()
+    assert open_state(tmp_path).watermark == 5
     clock.now += 1
-    state.save(50, set())
-    assert open_state(tmp_path, key="k").watermark == 50
+    state.save()
+    assert open_state(tmp_path).watermark == 50
 
 
-def test_only_deliveries_at_or_above_the_watermark_are_kept(tmp_path: Path) -> None:
-    """Lines below the watermark are implied by it; storing them would grow the state with the file."""
+def test_deliveries_above_the_watermark_are_kept_as_ranges(tmp_path: Path) -> None:
+    """Lines below the watermark are implied by it; those above it are stored compactly, as runs."""
     state = open_state(tmp_path)
-    state.save(100, {5, 50, 100, 130}, force=True)
+    state.sending(100)
+    for line in (101, 102, 103, 130, 5):
+        state.sending(line)
+        state.finished(line, DELIVERED)
+    state.read_past(200)
+    state.save(force=True)
     state.close()
-    assert open_state(tmp_path).delivered_above == {100, 130}
+    again = open_state(tmp_path)
+    assert again.watermark == 100
+    assert again.delivered_above == {101, 102, 103, 130}
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        pytest.param([], id="empty"),
+        pytest.param([7], id="one"),
+        pytest.param([3, 4, 5, 9, 10, 20], id="runs-and-gaps"),
+        pytest.param([10, 2, 3, 1], id="unsorted"),
+    ],
+)
+def test_ranges_round_trip(lines: list[int]) -> None:
+    """to_ranges and from_ranges are inverse on any set of lines."""
+    assert from_ranges(to_ranges(lines)) == set(lines)
+    assert len(to_ranges(range(1, 10_000))) == 1
 
 
 def test_fresh_forgets_the_input(tmp_path: Path) -> None:
     """--fresh drops what earlier runs settled for this input."""
-    state = open_state(tmp_path)
-    state.note(6, FAILED, "gave up")
-    state.save(10, {12}, force=True)
-    state.close()
+    a_run_that_stopped(tmp_path)
     again = open_state(tmp_path, fresh=True)
     assert not again.resuming
     assert again.settled_before(3) is None
@@ -124,7 +180,8 @@ def test_fresh_forgets_the_input(tmp_path: Path) -> None:
 def test_inputs_are_kept_apart(tmp_path: Path) -> None:
     """Two inputs in one state database do not see each other's progress."""
     first = open_state(tmp_path, key="a")
-    first.save(10, set(), force=True)
+    first.read_past(10)
+    first.save(force=True)
     first.close()
     assert not open_state(tmp_path, key="b").resuming
 
@@ -146,6 +203,14 @@ def test_input_key_is_content_and_destination(tmp_path: Path, change: Callable, 
     before = input_key(path, url)
     new_path, new_url = change(path, url)
     assert (input_key(new_path, new_url) == before) is same
+
+
+def test_what_decides_which_rows_are_sent_is_part_of_the_key(tmp_path: Path) -> None:
+    """--keep-duplicates, the last valid year or another version change which rows go out: a new import."""
+    path = tmp_path / "in.csv"
+    path.write_text("title,year\nA,2000\n")
+    keys = {input_key(path, "http://x", keep, year) for keep in (False, True) for year in (2026, 2027)}
+    assert len(keys) == 4
 
 
 def test_unwritable_state_dir_is_a_config_error(tmp_path: Path) -> None:
@@ -200,3 +265,38 @@ def test_a_complete_run_run_again_sends_nothing_new(
     assert again.summary["responses"] == {}
     assert fresh.summary["responses"] == {"201": 2}
     assert reliable_sink.post_counts() == {"201": 4}
+
+
+def test_a_rerun_stopped_near_the_top_does_not_make_the_next_one_send_again(
+    reliable_sink: RunningSink, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    """Complete, then a re-run interrupted at once, then another: the third sends nothing (none twice)."""
+    path = tmp_path / "films.csv"
+    path.write_text("title,year\n" + "".join(f"Film {n},2000\n" for n in range(300)))
+    settings = make_settings(csv_in=path, url_out=reliable_sink.movies_url)
+    pipeline.run(settings)
+    stopped_at_once = threading.Event()
+    stopped_at_once.set()
+
+    second = pipeline.run(settings, halt=stopped_at_once)
+    third = pipeline.run(settings)
+
+    assert second.exit_status is ExitStatus.INTERRUPTED
+    assert third.summary["responses"] == {}
+    assert third.summary["already_delivered"] == 300
+    assert reliable_sink.post_counts() == {"201": 300}
+
+
+def test_changing_keep_duplicates_starts_afresh(
+    reliable_sink: RunningSink, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    """Rows skipped as duplicates are not 'delivered' when a later run keeps duplicates: they are sent."""
+    path = tmp_path / "films.csv"
+    path.write_text("title,year\nA,2000\nA,2000\nB,2001\n")
+
+    pipeline.run(make_settings(csv_in=path, url_out=reliable_sink.movies_url))
+    keeping = pipeline.run(make_settings(csv_in=path, url_out=reliable_sink.movies_url, keep_duplicates=True))
+
+    assert keeping.summary["already_delivered"] == 0
+    assert keeping.summary["duplicates_sent"] == 1
+    assert len(reliable_sink.stored()) == 3
