@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from movymporter.settings import Settings  # noqa: E402 - after the path set-up above
 
 
 @dataclass(frozen=True)
@@ -78,8 +81,8 @@ class _PeakRss(threading.Thread):
 
 def importer_env() -> dict[str, str]:
     """The environment minus anything that would change the importer's settings."""
-    names = {"CSV_IN", "URL_OUT", "CONCURRENCY", "DRY_RUN", "REPORT_DIR", "STATE_DIR", "LOG_LEVEL", "FRESH"}
-    env = {key: value for key, value in os.environ.items() if key not in names}
+    names = {name.upper() for name in Settings.model_fields}
+    env = {key: value for key, value in os.environ.items() if key.upper() not in names}
     env["PYTHONPATH"] = str(ROOT)
     return env
 

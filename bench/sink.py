@@ -61,8 +61,8 @@ def start_sink(folder: Path, **settings: object) -> tuple[subprocess.Popen[bytes
     env = {key: value for key, value in os.environ.items() if not key.startswith("SINK_")}
     env.update({"SINK_PORT": "0", "SINK_DB": str(folder / "sink.sqlite")})
     env.update({f"SINK_{key.upper()}": str(value) for key, value in settings.items()})
-    log = (folder / "sink.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "movymporter.sink"], cwd=ROOT, env=env, stdout=log)
+    with (folder / "sink.log").open("wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "movymporter.sink"], cwd=ROOT, env=env, stdout=log)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         first = (folder / "sink.log").read_text().split("\n", 1)[0]

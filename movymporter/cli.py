@@ -22,7 +22,7 @@ from typing import Any
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from movymporter import __version__, pipeline
-from movymporter.errors import ConfigError, InputError, MovymporterError, SinkRefused, SinkUnreachable
+from movymporter.errors import ConfigError, InputError, MovymporterError, SinkUnreachable
 from movymporter.report import render_summary
 from movymporter.settings import Settings, exposed_secrets, load_settings, unknown_env_file_keys
 from movymporter.status import ExitStatus
@@ -32,7 +32,6 @@ log = logging.getLogger("movymporter")
 EXIT_STATUS_BY_ERROR: tuple[tuple[type[MovymporterError], ExitStatus], ...] = (
     (ConfigError, ExitStatus.USAGE),
     (InputError, ExitStatus.USAGE),
-    (SinkRefused, ExitStatus.STOPPED),
     (SinkUnreachable, ExitStatus.STOPPED),
 )
 
@@ -52,37 +51,35 @@ or failed; 2 bad setting or unusable input (nothing sent); 3 run stopped
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Flags from the settings themselves (help, default, metavar), then the few that only the CLI has."""
     parser = argparse.ArgumentParser(
         prog="python -m movymporter",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    for name, field in Settings.model_fields.items():
+        extra = field.json_schema_extra
+        assert isinstance(extra, dict)
+        if not extra["flag"]:
+            continue
+        flag, *metavar = str(extra["flag"]).split()
+        default = "" if field.default in (None, False) else f"; default {_shown(field.default)}"
+        help_text = f"{field.description}{default} [{name.upper()}]"
+        if metavar:
+            parser.add_argument(flag, dest=name, metavar=metavar[0], help=help_text)
+        else:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, help=help_text)
     add = parser.add_argument
-    add("--csv", dest="csv_in", metavar="PATH", help="CSV file to import [CSV_IN]")
-    add("--url", dest="url_out", metavar="URL", help="endpoint for one JSON film per POST [URL_OUT]")
-    add("--metrics-url", metavar="URL", help="sink's Prometheus metrics; default URL_OUT's origin + /metrics")
-    add("--report-dir", metavar="DIR", help="where the reports go; default reports [REPORT_DIR]")
-    add("--concurrency", metavar="N", help="POST requests in flight at once; default 16 [CONCURRENCY]")
-    add("--timeout", dest="read_timeout", metavar="S", help="seconds to wait for an answer; default 10 [READ_TIMEOUT]")
-    add("--connect-timeout", metavar="S", help="seconds to connect; default 3 [CONNECT_TIMEOUT]")
-    add("--max-attempts", metavar="N", help="attempts per row, retries included; default 15 [MAX_ATTEMPTS]")
-    add("--stop-on-errors", metavar="N", help="stop once N rows are rejected; 0 = never (default) [STOP_ON_ERRORS]")
-    add("--delimiter", metavar="D", help="one of , ; | tab; default: detected [DELIMITER]")
-    add("--encoding", metavar="NAME", help="e.g. utf-8, cp1252; default: detected [ENCODING]")
-    add("--log-level", metavar="LEVEL", help="DEBUG, INFO (default), WARNING, ERROR, CRITICAL [LOG_LEVEL]")
-    add("--dry-run", action=argparse.BooleanOptionalAction, help="validate and report, send nothing [DRY_RUN]")
-    add(
-        "--keep-duplicates",
-        action=argparse.BooleanOptionalAction,
-        help="also send rows equal to an earlier row [KEEP_DUPLICATES]",
-    )
-    add("--fresh", action=argparse.BooleanOptionalAction, help="ignore what earlier runs delivered [FRESH]")
     add("--env-file", metavar="PATH", help="settings file to read; default .env when it exists")
     add("--no-progress", action="store_true", help="no progress bar, even on a terminal")
     add("--traceback", action="store_true", help="show the Python traceback of an error")
     add("--version", action="version", version=f"movymporter {__version__}")
     return parser
+
+
+def _shown(default: object) -> str:
+    return f"{default:g}" if isinstance(default, float) else str(default)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -15,9 +15,5 @@ class InputError(MovymporterError):
     """The input file cannot be used: missing, unreadable, not CSV, or without a required column."""
 
 
-class SinkRefused(MovymporterError):
-    """The sink answered in a way that means the configuration is wrong (401, 403, 404, 405, redirects)."""
-
-
 class SinkUnreachable(MovymporterError):
-    """The sink could not be reached, or gave no usable answer, for longer than allowed."""
+    """Nothing listens at URL_OUT when the run starts. (A sink lost during a run stops it from the pipeline.)"""

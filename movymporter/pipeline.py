@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -30,8 +30,8 @@ from movymporter.dedupe import SeenRecords, digest
 from movymporter.errors import ConfigError
 from movymporter.pool import DeliveryWorkers
 from movymporter.progress import Progress
-from movymporter.reader import REPORT_COLUMNS as _REPORT_COLUMN_NAMES
 from movymporter.reader import CsvInput, Record, decode_errors, estimate_rows, normalise_name
+from movymporter.report import REPORT_COLUMNS as _REPORT_COLUMN_NAMES
 from movymporter.report import Reports, restore
 from movymporter.schema import FIELDS, Contract, column_positions, to_json
 from movymporter.sender import Delivery, Outcome, Sender, Verdict
@@ -47,13 +47,13 @@ _SETTLED_AS = {Verdict.DELIVERED: DELIVERED, Verdict.REJECTED: SINK_REJECTED, Ve
 STATE_FILE = "state.sqlite"
 REPORT_COLUMNS = len(_REPORT_COLUMN_NAMES)
 """line, stage, reason: the columns a rejected.csv adds before the input's own."""
-_NUMBER = re.compile(r"\d+(\.\d+)?")
+_NUMBER = re.compile(r"\b\d+(\.\d+)?\b")
 _QUOTED = re.compile(r'"[^"]*"')
 
 
 @dataclass
 class Tally:
-    """Where every row went. Main thread only."""
+    """Where every row went. Changed only under the workers' lock (or by the one thread of a dry run)."""
 
     rows: int = 0
     blank: int = 0
@@ -117,7 +117,6 @@ class Pipeline:
         # The parts of the run, set up by run().
         self.state: ResumeState | None = None
         self._sender: Sender | None = None
-        self._workers: DeliveryWorkers | None = None
         self._source: CsvInput
         self._reports: Reports
         self._seen: SeenRecords
@@ -179,7 +178,7 @@ class Pipeline:
 
     def _deliveries(self, positions: dict[str, int]) -> Iterator[Delivery]:
         """Read, validate and settle every row; yield those to send. Runs under the workers' lock."""
-        tally, settings, contract, halt = self.tally, self.settings, self._contract, self.halt
+        tally, settings, contract = self.tally, self.settings, self._contract
         fields = list(positions.items())
         from_report = self._source.is_report
         skip = REPORT_COLUMNS if from_report else 0
@@ -188,12 +187,12 @@ class Pipeline:
             cells = [restore(cell) for cell in record.cells] if from_report else record.cells
             problem = record.problem
             if problem is not None:
-                self._reject(record.line, "read", [(problem.code, problem.message)], cells[skip:])
+                self._reject(record.line, "read", [problem], cells[skip:])
                 self.reasons[f"{problem.code}: {_generalise(problem.message)}"] += 1
             else:
                 result = contract.validate(_values(cells, fields, record))
                 if isinstance(result, list):
-                    self._reject(record.line, "validate", [(p.code, p.message) for p in result], cells[skip:])
+                    self._reject(record.line, "validate", result, cells[skip:])
                     self.reasons.update(f"{p.code}: {p.rule}" for p in result)
                 else:
                     delivery = self._route(record, to_json(result), cells[skip:])
@@ -207,7 +206,7 @@ class Pipeline:
                 self._show_progress()
                 if self.state is not None:
                     self.state.save()
-            if self.stopped is not None or halt.is_set():
+            if self.stopped_early:
                 return
             rejected = tally.rejected - self._carried_rejections
             if settings.stop_on_errors and rejected >= settings.stop_on_errors:
@@ -219,7 +218,6 @@ class Pipeline:
         tally, line = self.tally, record.line
         record_digest = digest(body)
         first_line = self._seen.first_seen(record_digest, line)
-        key = record_digest.hex()
         if first_line is not None:
             if not self.settings.keep_duplicates:
                 tally.duplicates += 1
@@ -227,7 +225,7 @@ class Pipeline:
                 return None
             tally.duplicates_sent += 1
             # Each copy sent on purpose needs its own key, stable across re-runs of the same file.
-            key = hashlib.blake2b(record_digest + line.to_bytes(8, "little"), digest_size=16).hexdigest()
+            record_digest = hashlib.blake2b(record_digest + line.to_bytes(8, "little"), digest_size=16).digest()
         if self._sender is None:
             tally.valid += 1
             return None
@@ -240,7 +238,7 @@ class Pipeline:
             self._carried_rejections += 1
             self._sink_rejected(line, self.state.reason(line), cells)
             return None
-        return Delivery(line, cells, body, key)
+        return Delivery(line, cells, body, record_digest.hex())
 
     def _on_outcome(self, outcome: Outcome) -> None:
         tally, delivery, verdict = self.tally, outcome.delivery, outcome.verdict
@@ -276,12 +274,12 @@ class Pipeline:
         self._reports.reject(line, "sink", reason, cells)
         self.reasons[f"sink: {_generalise(reason)}"] += 1
 
-    def _reject(self, line: int, stage: str, problems: list[tuple[str, str]], cells: list[str]) -> None:
-        """An invalid row (stage read or validate), with every problem it has."""
+    def _reject(self, line: int, stage: str, problems: Sequence[object], cells: list[str]) -> None:
+        """An invalid row (stage read or validate), with every problem it has ("code: message" each)."""
         self.tally.invalid += 1
         if self.state is not None and line < self.state.watermark:
             self._carried_rejections += 1
-        self._reports.reject(line, stage, "; ".join(f"{code}: {message}" for code, message in problems), cells)
+        self._reports.reject(line, stage, "; ".join(map(str, problems)), cells)
 
     def _open_state(self) -> ResumeState:
         settings = self.settings
@@ -317,7 +315,6 @@ class Pipeline:
             self._sender.deliver,
             self._on_outcome,
             threads=settings.concurrency + max(2, settings.concurrency // 4),
-            lock=threading.Lock(),
             on_idle=self._show_progress,
         )
         grace = settings.connect_timeout + settings.read_timeout + 1
@@ -329,7 +326,8 @@ class Pipeline:
                 self._reports.reject(delivery.line, "delivery", reason, delivery.cells)
 
     def _show_progress(self, *, force: bool = False) -> None:
-        self._progress.update(self._source.bytes_read, asdict(self.tally), force=force)
+        counts = {**asdict(self.tally), "rejected": self.tally.rejected}
+        self._progress.update(self._source.bytes_read, counts, force=force)
 
     def _connect(self) -> Sender:
         settings = self.settings

@@ -28,14 +28,13 @@ class DeliveryWorkers:
         on_outcome: Callable[[Outcome], None],
         *,
         threads: int,
-        lock: threading.Lock,
         on_idle: Callable[[], None] = lambda: None,
         poll_s: float = 0.2,
     ) -> None:
         self._deliver = deliver
         self._on_outcome = on_outcome
         self._threads = threads
-        self.lock = lock
+        self.lock = threading.Lock()
         self._on_idle = on_idle
         self._poll_s = poll_s
         self._failure: BaseException | None = None

@@ -44,7 +44,7 @@ class Progress:
         sent = f"valid {counts['valid']:,}" if counts["valid"] else f"delivered {counts['delivered']:,}"
         stats = (
             f"{counts['rows']:,} rows, {rate:,.0f} rows/s, {sent}, "
-            f"rejected {counts['invalid'] + counts['sink_rejected'] + counts['failed']:,}, "
+            f"rejected {counts['rejected']:,}, "
             f"duplicates {counts['duplicates']:,}, retries {counts['retries']:,}"
         )
         if self._bar is not None:

@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import IO
 
 from movymporter.errors import InputError
+from movymporter.report import REPORT_COLUMNS
 
 DELIMITERS = (",", ";", "\t", "|")
 _NUMBER_TYPES = "INT INTEGER BIGINT SMALLINT LONG FLOAT DOUBLE REAL DECIMAL NUMERIC NUMBER NUM"
 _TEXT_TYPES = "STRING STR TEXT VARCHAR CHAR CAT CATEGORY CATEGORICAL FACTOR"
 _OTHER_TYPES = "BOOL BOOLEAN DATE DATETIME TIME TIMESTAMP"
 TYPE_NAMES = frozenset(f"{_NUMBER_TYPES} {_TEXT_TYPES} {_OTHER_TYPES}".split())
-REPORT_COLUMNS = ("line", "stage", "reason")
 
 _SAMPLE_BYTES = 1 << 20
 _SCAN_LIMIT = 64 << 20
@@ -69,6 +69,9 @@ class ReadProblem:
 
     code: str
     message: str
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +242,7 @@ class CsvInput:
         self.header = header.cells
         self._width = len(header.cells)
         self.names = [normalise_name(name) for name in header.cells]
-        self.is_report = tuple(self.names[:3]) == REPORT_COLUMNS
+        self.is_report = tuple(self.names[: len(REPORT_COLUMNS)]) == REPORT_COLUMNS
 
     @property
     def lines_read(self) -> int:

@@ -19,7 +19,8 @@ from movymporter.errors import ConfigError
 REJECTED = "rejected.csv"
 DUPLICATES = "duplicates.csv"
 SUMMARY = "summary.json"
-STAGES = ("read", "validate", "sink", "delivery")
+REPORT_COLUMNS = ("line", "stage", "reason")
+"""What rejected.csv puts before the input's own columns; an import of a rejected.csv skips them."""
 
 # A cell a spreadsheet would run as a formula gets a leading apostrophe. Cells that
 # already start with apostrophes before such a character get one more, so that
@@ -63,7 +64,7 @@ class Reports:
             ) from None
         self._rejected = csv.writer(self._rejected_file, delimiter=delimiter, lineterminator="\r\n")
         self._duplicates = csv.writer(self._duplicates_file, delimiter=delimiter, lineterminator="\r\n")
-        self._rejected.writerow(["line", "stage", "reason", *map(neutralise, header)])
+        self._rejected.writerow([*REPORT_COLUMNS, *map(neutralise, header)])
         self._duplicates.writerow(["line", "duplicate_of"])
         self._finished = False
 
@@ -103,32 +104,33 @@ def _count(value: int) -> str:
 
 def render_summary(summary: dict[str, Any]) -> str:
     """The final summary for humans, printed on stdout."""
-    counts = summary
-    where = summary["report_dir"]
-    rejected_file = f"{where}/{REJECTED}"
+    where, dry_run = summary["report_dir"], summary["dry_run"]
+
+    def listed_in(name: str, key: str) -> str:
+        return f"{where}/{name}" if summary[key] else ""
+
     rows: list[tuple[str, int, str]] = []
-    if summary["dry_run"]:
-        rows.append(("valid (not sent: dry run)", counts["valid"], ""))
+    if dry_run:
+        rows.append(("valid (not sent: dry run)", summary["valid"], ""))
     else:
-        rows.append(("delivered", counts["delivered"], ""))
-        if counts["already_delivered"]:
-            rows.append(("  of which in earlier runs", counts["already_delivered"], ""))
-    rows.append(("invalid", counts["invalid"], rejected_file if counts["invalid"] else ""))
-    if not summary["dry_run"]:
-        rows.append(("refused by the sink", counts["sink_rejected"], rejected_file if counts["sink_rejected"] else ""))
-        rows.append(("failed delivery", counts["failed"], rejected_file if counts["failed"] else ""))
-    if counts["not_attempted"]:
-        rows.append(("not attempted (stopped)", counts["not_attempted"], rejected_file))
-    duplicates_note = f"{where}/{DUPLICATES}" if counts["duplicates"] else ""
-    rows.append(("duplicates skipped", counts["duplicates"], duplicates_note))
-    if counts["duplicates_sent"]:
-        rows.append(("duplicates sent (--keep-duplicates)", counts["duplicates_sent"], ""))
-    rows.append(("blank lines skipped", counts["blank"], ""))
-    if not summary["dry_run"]:
-        rows.append(("retries", counts["retries"], ""))
+        rows.append(("delivered", summary["delivered"], ""))
+        if summary["already_delivered"]:
+            rows.append(("  of which in earlier runs", summary["already_delivered"], ""))
+    rows.append(("invalid", summary["invalid"], listed_in(REJECTED, "invalid")))
+    if not dry_run:
+        rows.append(("refused by the sink", summary["sink_rejected"], listed_in(REJECTED, "sink_rejected")))
+        rows.append(("failed delivery", summary["failed"], listed_in(REJECTED, "failed")))
+    if summary["not_attempted"]:
+        rows.append(("not attempted (stopped)", summary["not_attempted"], listed_in(REJECTED, "not_attempted")))
+    rows.append(("duplicates skipped", summary["duplicates"], listed_in(DUPLICATES, "duplicates")))
+    if summary["duplicates_sent"]:
+        rows.append(("duplicates kept (--keep-duplicates)", summary["duplicates_sent"], ""))
+    rows.append(("blank lines skipped", summary["blank"], ""))
+    if not dry_run:
+        rows.append(("retries", summary["retries"], ""))
     width = max(len(label) for label, _, _ in rows)
     lines = [
-        f"{summary['input']}: {_count(counts['rows'])} rows in {summary['elapsed_s']:.1f} s "
+        f"{summary['input']}: {_count(summary['rows'])} rows in {summary['elapsed_s']:.1f} s "
         f"({_count(round(summary['rows_per_s']))} rows/s)"
     ]
     lines += [f"  {label:<{width}}  {_count(value):>10}  {note}".rstrip() for label, value, note in rows]

@@ -21,7 +21,6 @@ from pydantic_core import PydanticCustomError
 
 from movymporter.errors import InputError
 
-FIELDS = ("year", "length", "title", "subject", "actor", "actress", "director", "popularity", "awards", "image")
 REQUIRED_COLUMNS = ("title", "year")
 FIRST_YEAR = 1888
 POPULARITY_RANGE = (0, 100)
@@ -143,6 +142,10 @@ class Movie(BaseModel):
     popularity: Annotated[int | float | None, PlainValidator(_popularity)] = None
     awards: Annotated[str, PlainValidator(_awards)] = ""
     image: Annotated[Text, AfterValidator(_image)] = ""
+
+
+FIELDS = tuple(Movie.model_fields)
+"""The film's fields in JSON order."""
 
 
 class Contract:

@@ -1,8 +1,8 @@
 """One POST per record through a pooled `requests` session, retried by `tenacity`.
 
-The retry policy, the session and the sleep are injected (tenacity's own habit),
-so tests drive every branch with `responses` and a recording sleep, without
-waiting.
+The session, the sleep and the sink's health are injected (tenacity's own habit),
+so tests drive every branch of the retry policy with `responses` and a
+recording sleep, without waiting.
 """
 
 from __future__ import annotations
@@ -263,19 +263,11 @@ class Sender:
             )
             return outcome
         except Halted:
-            outcome.verdict = Verdict.ABORTED
-            why = "the sink stopped answering" if self.health.down else "the run was stopped"
-            last = f" (last: {outcome.last_error})" if outcome.last_error else ""
-            outcome.reason = f"not delivered: {why}{last}"
-            outcome.status = outcome.statuses[-1] if outcome.statuses else None
-            return outcome
+            return self._cut_short(outcome)
         except TRANSIENT_ERRORS as error:
             if self._giving_up() and outcome.counted < self._max_attempts:
-                outcome.verdict = Verdict.ABORTED
-                why = "the sink stopped answering" if self.health.down else "the run was stopped"
-                outcome.reason = f"not delivered: {why} (last: {_describe(error)})"
-            else:
-                outcome.reason = f"gave up after {outcome.attempts} attempts (last: {_describe(error)})"
+                return self._cut_short(outcome)
+            outcome.reason = f"gave up after {outcome.attempts} attempts (last: {_describe(error)})"
             outcome.status = error.status if isinstance(error, RetryableAnswer) else None
             return outcome
         outcome.status = status = response.status_code
@@ -334,6 +326,15 @@ class Sender:
             raise RetryableAnswer(status, retry_after_seconds(response))
         self.health.answered()
         return response
+
+    def _cut_short(self, outcome: Outcome) -> Outcome:
+        """A row the run stopped retrying (halt, or the sink is down) before the sink gave a final answer."""
+        outcome.verdict = Verdict.ABORTED
+        why = "the sink stopped answering" if self.health.down else "the run was stopped"
+        last = f" (last: {outcome.last_error})" if outcome.last_error else ""
+        outcome.reason = f"not delivered: {why}{last}"
+        outcome.status = outcome.statuses[-1] if outcome.statuses else None
+        return outcome
 
     def _no_answer(self, outcome: Outcome, error: Exception, answers_before: int) -> None:
         outcome.unanswered += 1

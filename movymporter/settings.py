@@ -22,89 +22,115 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 DELIMITER_NAMES = {",": ",", "comma": ",", ";": ";", "semicolon": ";", "\t": "\t", "tab": "\t", "\\t": "\t"}
 DELIMITER_NAMES |= {"|": "|", "pipe": "|"}
-
-# What each setting accepts, in words, for error messages. Keys are field names.
-ACCEPTED: dict[str, str] = {
-    "csv_in": "the path of a CSV file",
-    "url_out": "an http:// or https:// URL, e.g. http://localhost:9009/movies",
-    "metrics_url": "an http:// or https:// URL; empty means the origin of URL_OUT plus /metrics",
-    "log_level": "one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
-    "stop_on_errors": "0 (import everything possible) or a positive number of rejected rows",
-    "report_dir": "a directory path",
-    "concurrency": "a whole number from 1 to 512",
-    "connect_timeout": "a number of seconds greater than 0",
-    "read_timeout": "a number of seconds greater than 0",
-    "max_attempts": "a whole number from 1 to 100",
-    "backoff_initial": "a number of seconds, 0 or more",
-    "backoff_max": "a number of seconds, 0 or more",
-    "retry_after_max": "a number of seconds, 0 or more",
-    "unreachable_after": "a number of seconds greater than 0",
-    "delimiter": "one of , ; | tab (or comma, semicolon, pipe); empty means detect",
-    "encoding": "a Python codec name such as utf-8, utf-8-sig, cp1252, latin-1; empty means detect",
-    "keep_duplicates": "true or false (1/0, yes/no)",
-    "dry_run": "true or false (1/0, yes/no)",
-    "fresh": "true or false (1/0, yes/no)",
-    "progress_interval": "a number of seconds greater than 0",
-    "state_dir": "a directory path",
-    "auth_token": "a bearer token (sent as 'Authorization: Bearer <token>'); empty means none",
-    "ca_bundle": "the path of a PEM file of CA certificates; empty means the system's",
-}
 SECRET_FIELDS = frozenset({"auth_token"})
 
-# Command-line flag of each setting that has one, for error messages and --help.
-FLAGS: dict[str, str] = {
-    "csv_in": "--csv",
-    "url_out": "--url",
-    "metrics_url": "--metrics-url",
-    "log_level": "--log-level",
-    "stop_on_errors": "--stop-on-errors",
-    "report_dir": "--report-dir",
-    "concurrency": "--concurrency",
-    "connect_timeout": "--connect-timeout",
-    "read_timeout": "--timeout",
-    "max_attempts": "--max-attempts",
-    "delimiter": "--delimiter",
-    "encoding": "--encoding",
-    "keep_duplicates": "--keep-duplicates",
-    "dry_run": "--dry-run",
-    "fresh": "--fresh",
-}
+
+def setting(default: Any, *, help: str, accepted: str, flag: str | None = None, **constraints: Any) -> Any:
+    """A field with all the CLI and error messages say about it: --help, the flag and the values it accepts.
+
+    `flag` is "--name METAVAR" for a valued flag, "--name" for a switch."""
+    return Field(default, description=help, json_schema_extra={"accepted": accepted, "flag": flag}, **constraints)
 
 
 class Settings(BaseSettings):
-    """Everything a run needs to know, validated once."""
+    """Everything a run needs to know, validated once. The field order is the order of --help."""
 
-    model_config = SettingsConfigDict(
-        env_file=".env",
-        env_file_encoding="utf-8",
-        frozen=True,
-        extra="ignore",
-        case_sensitive=False,
+    model_config = SettingsConfigDict(env_file_encoding="utf-8", frozen=True, extra="ignore", case_sensitive=False)
+
+    csv_in: Path | None = setting(None, help="CSV file to import", accepted="the path of a CSV file", flag="--csv PATH")
+    url_out: str = setting(
+        "http://localhost:9009/movies",
+        help="endpoint for one JSON film per POST",
+        accepted="an http:// or https:// URL, e.g. http://localhost:9009/movies",
+        flag="--url URL",
     )
-
-    csv_in: Path | None = Field(None, description="CSV file to import")
-    url_out: str = Field("http://localhost:9009/movies", description="endpoint that receives one JSON film per POST")
-    metrics_url: str | None = Field(None, description="Prometheus endpoint of the sink (default: URL_OUT's origin)")
-    log_level: LogLevel = Field("INFO", description="logging threshold on stderr")
-    stop_on_errors: int = Field(0, ge=0, description="stop cleanly once this many rows were rejected; 0 = never")
-    report_dir: Path = Field(Path("reports"), description="where rejected.csv, duplicates.csv, summary.json go")
-    concurrency: int = Field(16, ge=1, le=512, description="POST requests in flight at once")
-    connect_timeout: float = Field(3.0, gt=0, description="seconds to establish a connection")
-    read_timeout: float = Field(10.0, gt=0, description="seconds to wait for the sink's answer")
-    max_attempts: int = Field(15, ge=1, le=100, description="attempts per row, first included")
-    backoff_initial: float = Field(0.05, ge=0, description="first retry waits up to this many seconds")
-    backoff_max: float = Field(5.0, ge=0, description="longest wait between two attempts")
-    retry_after_max: float = Field(60.0, ge=0, description="cap on a Retry-After the sink asks for")
-    unreachable_after: float = Field(60.0, gt=0, description="stop when the sink has not answered for this long")
-    delimiter: str | None = Field(None, description="field delimiter; detected when empty")
-    encoding: str | None = Field(None, description="input encoding; detected when empty")
-    keep_duplicates: bool = Field(False, description="send rows equal to an earlier row too")
-    dry_run: bool = Field(False, description="validate and report; send nothing")
-    fresh: bool = Field(False, description="ignore the resume state of earlier runs")
-    progress_interval: float = Field(10.0, gt=0, description="seconds between stats lines when not on a terminal")
-    state_dir: Path = Field(Path(".state"), description="where the resume state of each input is kept")
-    auth_token: SecretStr | None = Field(None, description="bearer token for the sink; never logged")
-    ca_bundle: Path | None = Field(None, description="CA certificates to verify the sink's TLS certificate")
+    metrics_url: str | None = setting(
+        None,
+        help="the sink's Prometheus metrics; default: URL_OUT's origin + /metrics",
+        accepted="an http:// or https:// URL; empty means the origin of URL_OUT plus /metrics",
+        flag="--metrics-url URL",
+    )
+    report_dir: Path = setting(
+        Path("reports"),
+        help="where rejected.csv, duplicates.csv and summary.json go",
+        accepted="a directory path",
+        flag="--report-dir DIR",
+    )
+    concurrency: int = setting(
+        16, help="POST requests in flight at once", accepted="a whole number from 1 to 512", flag="--concurrency N",
+        ge=1, le=512,
+    )  # fmt: skip
+    read_timeout: float = setting(
+        10.0, help="seconds to wait for an answer", accepted="a number of seconds greater than 0", flag="--timeout S",
+        gt=0,
+    )  # fmt: skip
+    connect_timeout: float = setting(
+        3.0, help="seconds to connect", accepted="a number of seconds greater than 0", flag="--connect-timeout S", gt=0
+    )
+    max_attempts: int = setting(
+        15, help="attempts per row, the first included", accepted="a whole number from 1 to 100",
+        flag="--max-attempts N", ge=1, le=100,
+    )  # fmt: skip
+    stop_on_errors: int = setting(
+        0,
+        help="stop once this run has rejected N rows (rows an earlier run rejected do not count); 0 = never",
+        accepted="0 (import everything possible) or a positive number of rejected rows",
+        flag="--stop-on-errors N",
+        ge=0,
+    )
+    delimiter: str | None = setting(
+        None,
+        help="one of , ; | tab; default: detected",
+        accepted="one of , ; | tab (or comma, semicolon, pipe); empty means detect",
+        flag="--delimiter D",
+    )
+    encoding: str | None = setting(
+        None,
+        help="e.g. utf-8, cp1252; default: detected",
+        accepted="a Python text codec such as utf-8, utf-8-sig, cp1252, latin-1; empty means detect",
+        flag="--encoding NAME",
+    )
+    log_level: LogLevel = setting(
+        "INFO", help="logging threshold on stderr", accepted="one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
+        flag="--log-level LEVEL",
+    )  # fmt: skip
+    dry_run: bool = setting(
+        False, help="validate and write the reports, send nothing", accepted="true or false", flag="--dry-run"
+    )
+    keep_duplicates: bool = setting(
+        False, help="also send rows equal to an earlier row", accepted="true or false", flag="--keep-duplicates"
+    )
+    fresh: bool = setting(
+        False, help="ignore what earlier runs of this file delivered; send every row", accepted="true or false",
+        flag="--fresh",
+    )  # fmt: skip
+    backoff_initial: float = setting(
+        0.05, help="the first retry waits up to this many seconds", accepted="a number of seconds, 0 or more", ge=0
+    )
+    backoff_max: float = setting(
+        5.0, help="the longest wait between two attempts", accepted="a number of seconds, 0 or more", ge=0
+    )
+    retry_after_max: float = setting(
+        60.0, help="cap on a Retry-After the sink asks for", accepted="a number of seconds, 0 or more", ge=0
+    )
+    unreachable_after: float = setting(
+        60.0, help="stop when the sink gave no usable answer for this long", accepted="a number of seconds above 0",
+        gt=0,
+    )  # fmt: skip
+    progress_interval: float = setting(
+        10.0, help="seconds between stats lines when not on a terminal", accepted="a number of seconds above 0", gt=0
+    )
+    state_dir: Path = setting(Path(".state"), help="where the resume state is kept", accepted="a directory path")
+    auth_token: SecretStr | None = setting(
+        None,
+        help="bearer token for the sink; never logged",
+        accepted="a bearer token (sent as 'Authorization: Bearer <token>'); empty means none",
+    )
+    ca_bundle: Path | None = setting(
+        None,
+        help="CA certificates to verify the sink's TLS certificate",
+        accepted="the path of a PEM file of CA certificates; empty means the system's",
+    )
 
     @field_validator("url_out")
     @classmethod
@@ -176,6 +202,20 @@ class Settings(BaseSettings):
         return f"{parts.scheme}://{parts.netloc}/metrics"
 
 
+def _extra(field: str) -> dict[str, Any]:
+    extra = Settings.model_fields[field].json_schema_extra
+    assert isinstance(extra, dict)
+    return extra
+
+
+ACCEPTED: dict[str, str] = {name: _extra(name)["accepted"] for name in Settings.model_fields}
+"""What each setting accepts, in words, for error messages."""
+FLAGS: dict[str, str] = {
+    name: _extra(name)["flag"].split()[0] for name in Settings.model_fields if _extra(name)["flag"]
+}
+"""The command-line flag of each setting that has one."""
+
+
 def setting_name(field: str) -> str:
     """How a user names a setting: the variable, and the flag when there is one."""
     flag = FLAGS.get(field)
@@ -221,4 +261,8 @@ def unknown_env_file_keys(env_file: Path | None) -> list[str]:
     if env_file is None or not env_file.is_file():
         return []
     known = {name.upper() for name in Settings.model_fields}
-    return [key for key in dotenv_values(env_file) if key.upper() not in known and not key.upper().startswith("SINK_")]
+    try:
+        keys = list(dotenv_values(env_file, encoding="utf-8"))
+    except (UnicodeDecodeError, OSError):
+        return []  # load_settings has already said what is wrong with the file
+    return [key for key in keys if key.upper() not in known and not key.upper().startswith("SINK_")]

@@ -46,7 +46,7 @@ class Recorder:
 def test_every_row_is_delivered_once_and_its_outcome_handed_back() -> None:
     """Each delivery the reader yields is sent once and reported once."""
     recorder = Recorder()
-    workers = DeliveryWorkers(recorder.deliver, recorder.on_outcome, threads=8, lock=threading.Lock())
+    workers = DeliveryWorkers(recorder.deliver, recorder.on_outcome, threads=8)
 
     complete = workers.run(deliveries(500), halt=threading.Event(), grace_s=1)
 
@@ -58,7 +58,7 @@ def test_every_row_is_delivered_once_and_its_outcome_handed_back() -> None:
 def test_no_more_rows_in_flight_than_threads(threads: int) -> None:
     """Memory stays flat: the reader is not asked for a row until a thread is free."""
     recorder = Recorder(seconds=0.002)
-    workers = DeliveryWorkers(recorder.deliver, recorder.on_outcome, threads=threads, lock=threading.Lock())
+    workers = DeliveryWorkers(recorder.deliver, recorder.on_outcome, threads=threads)
 
     workers.run(deliveries(60), halt=threading.Event(), grace_s=1)
 
@@ -86,7 +86,7 @@ def test_reading_and_bookkeeping_never_overlap() -> None:
                 inside.release()
             yield delivery
 
-    workers = DeliveryWorkers(Recorder(0.001).deliver, on_outcome, threads=6, lock=threading.Lock())
+    workers = DeliveryWorkers(Recorder(0.001).deliver, on_outcome, threads=6)
     workers.run(guarded(200), halt=threading.Event(), grace_s=1)
 
     assert overlaps == []
@@ -99,7 +99,7 @@ def test_a_bug_in_a_delivery_thread_is_raised_on_the_main_thread() -> None:
     def broken(delivery: Delivery) -> Outcome:
         raise ZeroDivisionError("bug")
 
-    workers = DeliveryWorkers(broken, lambda outcome: None, threads=4, lock=threading.Lock())
+    workers = DeliveryWorkers(broken, lambda outcome: None, threads=4)
 
     with pytest.raises(ZeroDivisionError, match="bug"):
         workers.run(deliveries(10), halt=threading.Event(), grace_s=1)
@@ -112,7 +112,7 @@ def test_an_error_of_the_reader_keeps_its_type() -> None:
         yield from deliveries(3)
         raise InputError("films.csv cannot be read in the encoding given")
 
-    workers = DeliveryWorkers(Recorder().deliver, lambda outcome: None, threads=2, lock=threading.Lock())
+    workers = DeliveryWorkers(Recorder().deliver, lambda outcome: None, threads=2)
 
     with pytest.raises(InputError, match="cannot be read"):
         workers.run(unreadable(), halt=threading.Event(), grace_s=1)
@@ -122,7 +122,7 @@ def test_after_a_halt_the_wait_for_rows_in_flight_is_bounded() -> None:
     """Requests still unanswered after the grace period are left behind; their late outcomes are not recorded."""
     recorder = Recorder(seconds=2.0)
     halt = threading.Event()
-    workers = DeliveryWorkers(recorder.deliver, recorder.on_outcome, threads=2, lock=threading.Lock(), poll_s=0.02)
+    workers = DeliveryWorkers(recorder.deliver, recorder.on_outcome, threads=2, poll_s=0.02)
     threading.Timer(0.1, halt.set).start()
 
     started = time.monotonic()

@@ -437,7 +437,7 @@ def test_render_summary_mentions_earlier_runs_and_duplicates_sent() -> None:
     text = render_summary(make_summary(already_delivered=1_000, duplicates_sent=6))
 
     assert "of which in earlier runs" in text
-    assert "duplicates sent (--keep-duplicates)" in text
+    assert "duplicates kept (--keep-duplicates)" in text
 
 
 def test_a_failed_run_leaves_no_half_written_reports(tmp_path: Path) -> None:

@@ -95,7 +95,6 @@ class SinkApp:
         record: dict[str, Any] = {"method": method, "path": path}
         if method == "POST":
             status = await self._post(scope, receive, send, record)
-            self.metrics.count_post(status if status != RESET else "reset")
         elif method == "GET":
             status = await self._get(scope, send)
         else:
@@ -111,17 +110,18 @@ class SinkApp:
         slow = bool(settings.slow_rate) and self._rng.random() < settings.slow_rate
         if self._rng.random() < settings.failure_rate:
             extra = [(b"retry-after", settings.retry_after.encode())] if settings.retry_after else []
-            return await _respond(send, settings.failure_status, b"", headers=extra)
+            return await self._answer(send, settings.failure_status, b"", headers=extra)
         key = _header(scope, b"idempotency-key")
         if key is not None:
             record["key"] = key
         try:
             body = await self._read_body(scope, receive)
         except _BodyTooLarge:
-            return await _respond(send, 413, b"request body too large\n", close=True)
+            return await self._answer(send, 413, b"request body too large\n", close=True)
         except TimeoutError:
-            return await _respond(send, 408, b"request body not received in time\n", close=True)
+            return await self._answer(send, 408, b"request body not received in time\n", close=True)
         except _ClientGone:
+            self.metrics.count_post(499)
             return 499
         record["bytes"] = len(body)
         if slow:
@@ -134,7 +134,7 @@ class SinkApp:
         except Rejected as rejected:
             reason = str(rejected)
             record["reason"] = reason
-            return await _respond(send, 400, reason.encode("utf-8", errors="replace") + b"\n")
+            return await self._answer(send, 400, reason.encode("utf-8", errors="replace") + b"\n")
         if self.store.add(film, key):
             self.metrics.stored.inc()
         else:
@@ -143,10 +143,16 @@ class SinkApp:
         if settings.reset_rate and self._rng.random() < settings.reset_rate:
             # Stored, but the answer is cut off: the client sees a broken connection, as when a
             # proxy or the network drops it, and must not store the film twice by retrying.
+            self.metrics.count_post("reset")
             await send({"type": "http.response.start", "status": 201, "headers": [(b"content-length", b"64")]})
             await send({"type": "http.response.body", "body": b"cut", "more_body": True})
             return RESET
-        return await _respond(send, 201, b"")
+        return await self._answer(send, 201, b"")
+
+    async def _answer(self, send: Send, status: int, body: bytes, **options: Any) -> int:
+        """Answer a POST, counted first: a scrape right after the answer already sees it."""
+        self.metrics.count_post(status)
+        return await _respond(send, status, body, **options)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self.settings.max_body_bytes

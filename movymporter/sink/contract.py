@@ -28,7 +28,7 @@ AWARDS = ("", "Yes", "No")
 IMAGE_PATTERN = r".+\.(png|jpg|jpeg)$"
 # Go's `$` without the m flag matches only at the very end of the text; Python's
 # matches before a trailing newline too, so the compiled form uses `\Z`.
-_IMAGE_RE = re.compile(r".+\.(png|jpg|jpeg)\Z")
+_IMAGE_RE = re.compile(IMAGE_PATTERN.removesuffix("$") + r"\Z")
 _BAD_UNICODE_RE = re.compile("[\ud800-\udfff\ufffd]")
 _FOLDED = {name.casefold(): name for name in FIELDS}
 _INT64 = (-(2**63), 2**63 - 1)
