@@ -19,6 +19,21 @@ TEXT_FIELDS = ("title", "subject", "actor", "actress", "director", "image")
 IMAGE_RULE = "image must be a file name ending in .png, .jpg, .jpeg (lower case)"
 
 
+HEAT_WITH_DEFAULTS = {
+    "year": 1995,
+    "length": None,
+    "title": "Heat",
+    "subject": "",
+    "actor": "",
+    "actress": "",
+    "director": "",
+    "popularity": None,
+    "awards": "",
+    "image": "",
+}
+"""A film with only title and year: every other field takes its empty value (null for numbers)."""
+
+
 def validate(**fields: str) -> Movie | list[Problem]:
     """Validate a valid row with the given fields replaced."""
     return CONTRACT.validate({**VALID, **fields})
@@ -241,18 +256,7 @@ def test_unknown_keys_are_ignored_and_absent_optional_fields_default() -> None:
     """Keys outside the contract are ignored; absent optional fields take empty/null values."""
     result = CONTRACT.validate({"title": "Heat", "year": "1995", "budget": "60M", "line": "7"})
     assert isinstance(result, Movie)
-    assert result.model_dump() == {
-        "year": 1995,
-        "length": None,
-        "title": "Heat",
-        "subject": "",
-        "actor": "",
-        "actress": "",
-        "director": "",
-        "popularity": None,
-        "awards": "",
-        "image": "",
-    }
+    assert result.model_dump() == HEAT_WITH_DEFAULTS
 
 
 def test_default_max_year_is_the_current_year() -> None:
@@ -308,18 +312,7 @@ def test_to_json_is_the_body_the_sink_expects() -> None:
 def test_to_json_sends_null_for_empty_numbers() -> None:
     """Empty length and popularity are sent as null; empty text as empty strings."""
     body = json.loads(to_json(movie()))
-    assert body == {
-        "year": 1995,
-        "length": None,
-        "title": "Heat",
-        "subject": "",
-        "actor": "",
-        "actress": "",
-        "director": "",
-        "popularity": None,
-        "awards": "",
-        "image": "",
-    }
+    assert body == HEAT_WITH_DEFAULTS
 
 
 @pytest.mark.parametrize(
