@@ -45,10 +45,14 @@ sink_pid() {
   fi
 }
 
-# Wait up to $1 tenths of a second for the sink to answer.
+# Wait up to $1 tenths of a second for the sink to answer: status 1 when the
+# time is up, 2 when the process $2 (if given) has exited meanwhile.
 wait_answer() {
   local waited=0
   until answers; do
+    if [[ -n "${2:-}" ]] && ! kill -0 "$2" 2>/dev/null; then
+      return 2
+    fi
     (( waited < $1 )) || return 1
     sleep 0.1
     waited=$((waited + 1))
@@ -77,22 +81,18 @@ start_sink() {
   fi
   cd "$ROOT"
   setsid "$PY" -m movymporter.sink >>"$LOG_FILE" 2>&1 </dev/null &
-  local pid=$! waited=0
+  local pid=$! status=0
   echo "$pid" > "$PID_FILE"
-  until answers; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      echo "error: the sink exited during start-up; the end of $LOG_FILE says:" >&2
-      tail -n 5 "$LOG_FILE" >&2
-      rm -f "$PID_FILE"
-      exit 1
-    fi
-    if (( waited >= 150 )); then
-      echo "error: the sink did not answer on $URL within 15 s; see $LOG_FILE" >&2
-      exit 1
-    fi
-    sleep 0.1
-    waited=$((waited + 1))
-  done
+  wait_answer 150 "$pid" || status=$?
+  if (( status == 2 )); then
+    echo "error: the sink exited during start-up; the end of $LOG_FILE says:" >&2
+    tail -n 5 "$LOG_FILE" >&2
+    rm -f "$PID_FILE"
+    exit 1
+  elif (( status == 1 )); then
+    echo "error: the sink did not answer on $URL within 15 s; see $LOG_FILE" >&2
+    exit 1
+  fi
   STARTED_PID=$pid
 }
 

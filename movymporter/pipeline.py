@@ -30,7 +30,7 @@ from movymporter.dedupe import SeenRecords, digest
 from movymporter.errors import ConfigError
 from movymporter.pool import DeliveryWorkers
 from movymporter.progress import Progress
-from movymporter.reader import CsvInput, Record, decode_errors, estimate_rows, normalise_name
+from movymporter.reader import CsvInput, Record, decode_errors, estimate_rows
 from movymporter.report import REPORT_COLUMNS as _REPORT_COLUMN_NAMES
 from movymporter.report import Reports, restore
 from movymporter.schema import FIELDS, Contract, column_positions, to_json
@@ -128,9 +128,8 @@ class Pipeline:
             source = self._source = parts.enter_context(
                 CsvInput(self.path, delimiter=settings.delimiter, encoding=settings.encoding)
             )
-            # A rejected.csv imported again: its header names may carry spreadsheet guards too.
-            header = [restore(name) for name in source.header] if source.is_report else source.header
-            positions = column_positions([normalise_name(name) for name in header], header)
+            header = source.header
+            positions = column_positions(source.names, header)
             self._describe_input(positions)
             self._reports = Reports(
                 settings.report_dir,

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO
 
 from movymporter.errors import InputError
-from movymporter.report import REPORT_COLUMNS
+from movymporter.report import REPORT_COLUMNS, restore
 
 DELIMITERS = (",", ";", "\t", "|")
 _NUMBER_TYPES = "INT INTEGER BIGINT SMALLINT LONG FLOAT DOUBLE REAL DECIMAL NUMERIC NUMBER NUM"
@@ -239,10 +239,12 @@ class CsvInput:
                 why = "its quotes are unbalanced (a quote is never closed)" if runaway else header.problem.message
             raise InputError(f"{path}: cannot read the header on line {first[0]}: {why}")
         self.header_line = header.line
-        self.header = header.cells
         self._width = len(header.cells)
-        self.names = [normalise_name(name) for name in header.cells]
-        self.is_report = tuple(self.names[: len(REPORT_COLUMNS)]) == REPORT_COLUMNS
+        names = [normalise_name(name) for name in header.cells]
+        self.is_report = tuple(names[: len(REPORT_COLUMNS)]) == REPORT_COLUMNS
+        # A rejected.csv imported again: its header names carry spreadsheet guards like its cells.
+        self.header = [restore(name) for name in header.cells] if self.is_report else header.cells
+        self.names = [normalise_name(name) for name in self.header] if self.is_report else names
 
     @property
     def lines_read(self) -> int:

@@ -223,7 +223,7 @@ class Sender:
         self._headers: dict[str, str] = {}
         if settings.auth_token is not None:
             self._headers["Authorization"] = f"Bearer {settings.auth_token.get_secret_value()}"
-        # Each attempt copies this prepared POST and sets the body and key: requests' documented
+        # Each row copies this prepared POST and sets the body and key: requests' documented
         # prepared-request path, which skips re-preparing the same URL and headers every time.
         self._template = self.session.prepare_request(
             requests.Request("POST", self._url, data=b"", headers=self._headers)
@@ -254,8 +254,12 @@ class Sender:
 
     def deliver(self, delivery: Delivery) -> Outcome:
         outcome = Outcome(delivery, Verdict.FAILED)
+        request = self._template.copy()
+        request.body = delivery.body
+        request.headers["Content-Length"] = str(len(delivery.body))
+        request.headers["Idempotency-Key"] = delivery.key
         try:
-            response = self._retrying(self._attempt, delivery, outcome)
+            response = self._retrying(self._attempt, request, outcome)
         except TlsRefused as error:
             outcome.verdict = Verdict.REFUSED
             outcome.reason = (
@@ -284,14 +288,10 @@ class Sender:
             outcome.reason = f"sink {status}: {_first_line(response.text) or response.reason}"
         return outcome
 
-    def _attempt(self, delivery: Delivery, outcome: Outcome) -> requests.Response:
-        """One POST. An attempt that got no answer counts against MAX_ATTEMPTS only if the sink
-        answered someone else meanwhile: when nothing answers, the rows in flight wait (up to
-        UNREACHABLE_AFTER) for the sink to come back instead of failing one by one."""
-        request = self._template.copy()
-        request.body = delivery.body
-        request.headers["Content-Length"] = str(len(delivery.body))
-        request.headers["Idempotency-Key"] = delivery.key
+    def _attempt(self, request: requests.PreparedRequest, outcome: Outcome) -> requests.Response:
+        """One POST of the row's prepared request. An attempt that got no answer counts against MAX_ATTEMPTS
+        only if the sink answered someone else meanwhile: when nothing answers, the rows in flight wait (up
+        to UNREACHABLE_AFTER) for the sink to come back instead of failing one by one."""
         while True:
             if self._giving_up():
                 raise Halted
