@@ -1,9 +1,12 @@
 """Run the importer (or the naive loop) as a child process and measure it.
 
-CPU time comes from the kernel's accounting of that child alone (os.wait4), so
-the sink, the benchmark and other processes do not count. Peak RSS is the
-child's VmHWM read from /proc while it runs: wait4's ru_maxrss would carry
-over the high-water mark of the forking parent.
+CPU time comes from the kernel's accounting of that child and the processes it
+started and waited for (os.wait4: the importer's sending workers count, the
+sink and the benchmark do not). Memory is read from /proc while it runs: the
+child's VmHWM (wait4's ru_maxrss would carry over the high-water mark of the
+forking parent) or, when it has worker processes, the sum of their
+proportional set sizes (PSS, which shares the pages a fork has in common
+between the processes instead of counting them in each), whichever is higher.
 """
 
 from __future__ import annotations
@@ -56,27 +59,42 @@ def run_child(args: list[str], *, env: dict[str, str] | None = None, interrupt_a
 
 
 class _PeakRss(threading.Thread):
-    """Polls /proc/PID/status for VmHWM, the peak resident set of the process since it exec'd."""
+    """Polls /proc: the process's VmHWM (its peak resident set since it exec'd) and the PSS of its tree."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
-        self._path = Path(f"/proc/{pid}/status")
+        self._pid = pid
         self._done = threading.Event()
         self.mb = 0.0
 
     def run(self) -> None:
         while not self._done.is_set():
             try:
-                for line in self._path.read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        self.mb = max(self.mb, int(line.split()[1]) / 1024)
+                self.mb = max(self.mb, _field(f"/proc/{self._pid}/status", "VmHWM:"))
+                children = Path(f"/proc/{self._pid}/task/{self._pid}/children").read_text().split()
             except (OSError, ValueError):
                 return
+            if children:
+                tree = 0.0
+                for pid in [str(self._pid), *children]:
+                    try:
+                        tree += _field(f"/proc/{pid}/smaps_rollup", "Pss:")
+                    except (OSError, ValueError):
+                        continue  # a worker that just ended
+                self.mb = max(self.mb, tree)
             self._done.wait(0.02)
 
     def finish(self) -> None:
         self._done.set()
         self.join()
+
+
+def _field(path: str, name: str) -> float:
+    """A kB figure from a /proc file, in MB."""
+    for line in Path(path).read_text().splitlines():
+        if line.startswith(name):
+            return int(line.split()[1]) / 1024
+    raise ValueError(f"{name} not in {path}")
 
 
 def importer_env() -> dict[str, str]:

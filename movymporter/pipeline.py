@@ -28,7 +28,7 @@ import requests
 from movymporter import __version__, metrics
 from movymporter.dedupe import SeenRecords, digest
 from movymporter.errors import ConfigError
-from movymporter.pool import DeliveryWorkers
+from movymporter.pool import DeliveryWorkers, threads_for
 from movymporter.progress import Progress
 from movymporter.reader import CsvInput, Record, decode_errors, estimate_rows
 from movymporter.report import REPORT_COLUMNS as _REPORT_COLUMN_NAMES
@@ -38,6 +38,7 @@ from movymporter.sender import Delivery, Outcome, Sender, Verdict
 from movymporter.settings import Settings
 from movymporter.state import DELIVERED, FAILED, SINK_REJECTED, ResumeState, input_key
 from movymporter.status import ExitStatus
+from movymporter.workers import ProcessWorkers, shares
 
 log = logging.getLogger("movymporter")
 
@@ -131,6 +132,12 @@ class Pipeline:
             header = source.header
             positions = column_positions(source.names, header)
             self._describe_input(positions)
+            processes = None
+            if not settings.dry_run:
+                self._sender = parts.enter_context(contextlib.closing(self._connect()))
+                processes = self._start_workers()
+                if processes is not None:
+                    parts.enter_context(processes)
             self._reports = Reports(
                 settings.report_dir,
                 delimiter=source.dialect.delimiter,
@@ -140,7 +147,6 @@ class Pipeline:
             )
             parts.enter_context(contextlib.closing(self._reports))
             if not settings.dry_run:
-                self._sender = parts.enter_context(contextlib.closing(self._connect()))
                 self.state = parts.enter_context(contextlib.closing(self._open_state()))
             before = self._scrape()
             self._seen = parts.enter_context(SeenRecords(expected=estimate_rows(self.path, source.size)))
@@ -159,7 +165,7 @@ class Pipeline:
                 for _ in deliveries:
                     pass  # a dry run sends nothing: every row is settled while reading
             else:
-                self._deliver(deliveries)
+                self._deliver(deliveries, processes)
             self._show_progress(force=True)
             unread = source.lines_read + 1 if self.stopped_early and source.has_more() else None
             if self.state is not None:
@@ -304,16 +310,28 @@ class Pipeline:
         if halt:
             self.halt.set()
 
-    def _deliver(self, deliveries: Iterator[Delivery]) -> None:
-        """Worker threads pull from the reader and deliver. A row waiting out a backoff holds a thread but no
-        request slot, so a quarter more threads than CONCURRENCY keep the slots busy; more threads only
-        cost CPU (CPython's GIL hands over between them on every socket call)."""
+    def _start_workers(self) -> ProcessWorkers | None:
+        """Sending processes (WORKERS > 1), forked before the run opens the files it writes."""
+        if self._session is not None or self._sender is None:
+            return None  # an injected session (tests) lives in this process only
+        if len(shares(self.settings.concurrency, self.settings.workers)) < 2:
+            return None
+        return ProcessWorkers(
+            self.settings,
+            self._on_outcome,
+            health=self._sender.health,
+            on_lost=self._stop,
+            on_idle=self._show_progress,
+        )
+
+    def _deliver(self, deliveries: Iterator[Delivery], processes: ProcessWorkers | None) -> None:
+        """Worker threads (or the worker processes) pull from the reader and deliver."""
         assert self._sender is not None
         settings = self.settings
-        workers = DeliveryWorkers(
+        workers = processes or DeliveryWorkers(
             self._sender.deliver,
             self._on_outcome,
-            threads=settings.concurrency + max(2, settings.concurrency // 4),
+            threads=threads_for(settings.concurrency),
             on_idle=self._show_progress,
         )
         grace = settings.connect_timeout + settings.read_timeout + 1
@@ -332,7 +350,13 @@ class Pipeline:
         settings = self.settings
         sender = Sender(settings, halt=self.halt, session=self._session, sleep=self._sleep)
         sender.check_reachable()
-        log.info("sending to %s, %d requests in flight at most", settings.url_out, settings.concurrency)
+        processes = len(shares(settings.concurrency, settings.workers)) if self._session is None else 1
+        log.info(
+            "sending to %s, %d requests in flight at most%s",
+            settings.url_out,
+            settings.concurrency,
+            f" from {processes} processes" if processes > 1 else "",
+        )
         return sender
 
     def _scrape(self) -> metrics.Snapshot | None:

@@ -21,6 +21,13 @@ from collections.abc import Callable, Iterator
 from movymporter.sender import Delivery, Outcome
 
 
+def threads_for(concurrency: int) -> int:
+    """Worker threads for CONCURRENCY request slots: a row waiting out a backoff holds a thread but no
+    slot, so a quarter more threads keep the slots busy; more only cost CPU (every socket call hands the
+    interpreter lock to another thread)."""
+    return concurrency + max(2, concurrency // 4)
+
+
 class DeliveryWorkers:
     def __init__(
         self,

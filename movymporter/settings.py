@@ -60,6 +60,14 @@ class Settings(BaseSettings):
         16, help="POST requests in flight at once", accepted="a whole number from 1 to 512", flag="--concurrency N",
         ge=1, le=512,
     )  # fmt: skip
+    workers: int = setting(
+        2,
+        help="processes that send, sharing CONCURRENCY; 1 = send from the importer's own process",
+        accepted="a whole number from 1 to 32",
+        flag="--workers N",
+        ge=1,
+        le=32,
+    )
     read_timeout: float = setting(
         10.0, help="seconds to wait for an answer", accepted="a number of seconds greater than 0", flag="--timeout S",
         gt=0,

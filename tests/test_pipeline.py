@@ -306,7 +306,7 @@ def test_a_404_stops_the_run_as_a_configuration_problem(
     assert result.exit_status is ExitStatus.STOPPED
     assert "404" in summary["stopped"]
     assert "configuration problem" in summary["stopped"]
-    assert 1 <= summary["not_attempted"] <= 8
+    assert 1 <= summary["not_attempted"] <= 40  # the rows already handed to the senders, not the whole file
     assert summary["rows"] < 100
     assert summary["metrics_check"]["state"] == "unavailable"
     assert_accounted(summary)

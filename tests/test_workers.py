@@ -1,0 +1,174 @@
+"""Sending from worker processes (WORKERS > 1): the same exactly-once delivery, reports and resume as threads.
+
+Each test runs real imports against real sinks; faults are aimed at the worker
+processes themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bench.generate import Expected, write
+from movymporter import pipeline
+from movymporter.settings import Settings
+from movymporter.status import ExitStatus
+from movymporter.workers import shares
+from tests.conftest import ROOT, RunningSink, assert_accounted
+from tests.test_faults import WhenStored, assert_stored_exactly_once, rejected_lines, wait_for
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "processes", "expected"),
+    [
+        pytest.param(16, 2, [8, 8], id="an-even-split"),
+        pytest.param(5, 2, [3, 2], id="the-first-processes-take-the-remainder"),
+        pytest.param(32, 3, [11, 11, 10], id="three-ways"),
+        pytest.param(2, 4, [1, 1], id="never-a-process-without-a-request-slot"),
+        pytest.param(1, 4, [1], id="one-slot-one-process"),
+    ],
+)
+def test_concurrency_is_shared_between_the_processes(concurrency: int, processes: int, expected: list[int]) -> None:
+    assert shares(concurrency, processes) == expected
+    assert sum(expected) == concurrency
+
+
+@pytest.fixture
+def generated(tmp_path: Path) -> Callable[..., tuple[Path, Expected]]:
+    def make(count: int, **options: object) -> tuple[Path, Expected]:
+        path = tmp_path / "films.csv"
+        return path, write(path, count, **options)  # type: ignore[arg-type]
+
+    return make
+
+
+def worker_processes() -> list[multiprocessing.Process]:
+    return [child for child in multiprocessing.active_children() if child.name.startswith("movymporter-worker")]
+
+
+@pytest.mark.parametrize("workers", [2, 3], ids=["two-processes", "three-processes"])
+def test_worker_processes_deliver_every_valid_row_exactly_once(
+    workers: int,
+    start_sink: Callable[..., RunningSink],
+    generated: Callable[..., tuple[Path, Expected]],
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A dirty file against a sink failing 1 POST in 5: delivered, rejected and duplicate rows as with threads."""
+    sink = start_sink(failure_rate=0.2, seed=31)
+    path, expected = generated(1500, seed=41, extras=True)
+    settings = make_settings(csv_in=path, url_out=sink.movies_url, concurrency=8, workers=workers)
+
+    result = pipeline.run(settings)
+
+    summary = result.summary
+    assert summary["delivered"] == len(expected.films)
+    assert summary["failed"] == summary["not_attempted"] == 0
+    assert summary["retries"] > 0, "the sink's 503s were not met: the test proves nothing about retries"
+    assert summary["metrics_check"]["state"] == "ok", summary["metrics_check"]
+    assert sorted(rejected_lines(settings.report_dir)) == expected.invalid_lines
+    assert_stored_exactly_once(sink, expected)
+    assert_accounted(summary)
+    assert worker_processes() == [], "a worker process outlived the run"
+
+
+def test_one_request_slot_is_sent_from_the_importers_own_process(
+    reliable_sink: RunningSink, tmp_path: Path, make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "films.csv"
+    path.write_text("title,year\n" + "".join(f"Film {n},2000\n" for n in range(20)))
+    settings = make_settings(csv_in=path, url_out=reliable_sink.movies_url, concurrency=1, workers=4)
+
+    with caplog.at_level(logging.INFO, logger="movymporter"):
+        result = pipeline.run(settings)
+
+    assert result.summary["delivered"] == 20
+    assert "1 requests in flight at most\n" in caplog.text + "\n"
+    assert "processes" not in caplog.text
+
+
+def test_a_worker_killed_mid_run_stops_the_run_and_a_rerun_completes(
+    start_sink: Callable[..., RunningSink],
+    generated: Callable[..., tuple[Path, Expected]],
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A worker process killed (out of memory, say) ends its rows as not delivered and stops the run with a
+    reason; nothing is lost, and the next run delivers the rest exactly once."""
+    sink = start_sink(failure_rate=0, latency_ms=20)
+    path, expected = generated(800, seed=43)
+    settings = make_settings(csv_in=path, url_out=sink.movies_url, concurrency=8, workers=2)
+
+    def kill_one_worker() -> None:
+        os.kill(worker_processes()[0].pid, signal.SIGKILL)  # type: ignore[arg-type]
+
+    fault = WhenStored(sink, 100, kill_one_worker)
+    fault.start()
+    first = pipeline.run(settings)
+    fault.result()
+
+    summary = first.summary
+    assert first.exit_status is ExitStatus.STOPPED
+    assert "ended unexpectedly (exit code -9)" in summary["stopped"]
+    assert summary["not_attempted"] >= 1
+    assert 0 < summary["delivered"] < len(expected.films)
+    assert_accounted(summary)
+
+    second = pipeline.run(settings)
+
+    again = second.summary
+    assert again["stopped"] is None
+    assert again["delivered"] == len(expected.films)
+    assert again["already_delivered"] >= summary["delivered"]
+    assert_stored_exactly_once(sink, expected)
+
+
+def child_pids(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(text) for text in children.read_text().split()] if children.exists() else []
+
+
+def is_running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc to find the worker processes")
+def test_workers_stop_by_themselves_when_the_importer_is_killed(
+    start_sink: Callable[..., RunningSink], tmp_path: Path
+) -> None:
+    """SIGKILL leaves the workers no message; they notice their pipe closed and end once their requests end."""
+    sink = start_sink(failure_rate=0, latency_ms=300)
+    (tmp_path / "films.csv").write_text("title,year\n" + "".join(f"Film {n},2000\n" for n in range(400)))
+    args = ["--csv", "films.csv", "--url", sink.movies_url, "--concurrency", "8", "--workers", "2", "--timeout", "5"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "movymporter", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(lambda: len(sink.stored()) >= 8, "the importer never started sending")
+    workers = child_pids(process.pid)
+    assert len(workers) == 2, workers
+
+    process.kill()
+    process.wait()
+    killed_at = time.monotonic()
+
+    wait_for(lambda: not any(map(is_running, workers)), "a worker kept running after the importer died", 5)
+    assert time.monotonic() - killed_at < 5
+    stored = len(sink.stored())
+    time.sleep(0.5)
+    assert len(sink.stored()) == stored, "an orphaned worker went on sending"
