@@ -184,7 +184,8 @@ def report(results: dict[str, Any], seconds: float) -> str:
 
 Measured {dt.date.today().isoformat()} by `make bench` ({seconds / 60:.1f} min) on {machine()}.
 Each figure is the median of {RUNS} runs (ratios: median of per-pair ratios). CPU time is the kernel's
-accounting of the importer's own process (`os.wait4`), peak RSS its `VmHWM`; the sink runs on the same 2 cores.
+accounting of the importer's process and its sending workers (`os.wait4`); peak memory is the main process's
+`VmHWM` or, while workers run, the summed PSS of the process tree if higher. The sink runs on the same 2 cores.
 
 | measure | result | target | |
 |---|---|---|---|
@@ -195,8 +196,8 @@ accounting of the importer's own process (`os.wait4`), peak RSS its `VmHWM`; the
 How each figure is made (see `bench/run.py`):
 - dry run: `python -m movymporter --dry-run` on {dry["rows"]:,} rows of a generated export with ~5 % defects and
   ~3 % duplicates; rows/s from the run's own `elapsed_s` (interpreter start-up excluded).
-- sending: a clean generated file of {send["rows"]:,} rows to a fresh sink at failure rate 0, concurrency 16
-  (the default), against `bench/naive.py` (a `csv.DictReader` loop of `requests.post`, retried on 503) on the same file.
+- sending: a clean generated file of {send["rows"]:,} rows to a fresh sink at failure rate 0, concurrency 16 and
+  2 worker processes (the defaults), interpreter start-up included, against `bench/naive.py` (a `csv.DictReader` loop of `requests.post`, retried on 503) on the same file.
 - latency-bound: a clean file to a sink adding {LATENCY_MS} ms to every POST and failing {FAILURE_RATE:.0%};
   ideal = concurrency / latency x success rate.
 - memory: peak RSS of whole dry runs (10k and 2M rows), of a whole send of 10k rows at 20 % 503, and of the first

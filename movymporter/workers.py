@@ -98,7 +98,8 @@ class ProcessWorkers:
         """Wait for the workers to end (they have been told to); on an error or a second Ctrl-C, end them now."""
         with self.lock:
             self._closed = True  # outcomes arriving from now on are not the run's business
-        if error_type is not None:
+            abandoned = bool(self.unfinished)  # run() gave up waiting for them: so does this
+        if error_type is not None or abandoned:
             for process, _, _ in self._processes:
                 process.kill()
         for _, connection, _ in self._processes:

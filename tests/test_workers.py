@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -172,3 +173,30 @@ def test_workers_stop_by_themselves_when_the_importer_is_killed(
     stored = len(sink.stored())
     time.sleep(0.5)
     assert len(sink.stored()) == stored, "an orphaned worker went on sending"
+
+
+def test_a_halt_ends_the_run_within_the_grace_period_with_every_row_accounted_for(
+    start_sink: Callable[..., RunningSink], tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    """Ctrl-C with slow answers: the rows queued in the workers come back as not delivered at once, those
+    in a request when it ends, and no worker outlives the run."""
+    sink = start_sink(failure_rate=0, latency_ms=1200)
+    path = tmp_path / "films.csv"
+    path.write_text("title,year\n" + "".join(f"Film {n},2000\n" for n in range(200)))
+    settings = make_settings(
+        csv_in=path, url_out=sink.movies_url, concurrency=4, workers=2, connect_timeout=0.2, read_timeout=1.5
+    )
+    halt = threading.Event()
+    grace_s = settings.connect_timeout + settings.read_timeout + 1
+    threading.Timer(0.5, halt.set).start()
+
+    started = time.monotonic()
+    result = pipeline.run(settings, halt=halt)
+    elapsed = time.monotonic() - started
+
+    summary = result.summary
+    assert result.exit_status is ExitStatus.INTERRUPTED
+    assert summary["not_attempted"] >= 4, "the rows in flight when the grace period ended are not reported"
+    assert elapsed < 0.5 + grace_s + 1.5, f"the run waited {elapsed:.1f} s after a {grace_s:.1f} s grace period"
+    assert worker_processes() == []
+    assert_accounted(summary)
