@@ -197,7 +197,8 @@ How each figure is made (see `bench/run.py`):
 - dry run: `python -m movymporter --dry-run` on {dry["rows"]:,} rows of a generated export with ~5 % defects and
   ~3 % duplicates; rows/s from the run's own `elapsed_s` (interpreter start-up excluded).
 - sending: a clean generated file of {send["rows"]:,} rows to a fresh sink at failure rate 0, concurrency 16 and
-  2 worker processes (the defaults), interpreter start-up included, against `bench/naive.py` (a `csv.DictReader` loop of `requests.post`, retried on 503) on the same file.
+  2 worker processes (the defaults), interpreter start-up included, against `bench/naive.py` (a `csv.DictReader`
+  loop of `requests.post`, retried on 503) on the same file.
 - latency-bound: a clean file to a sink adding {LATENCY_MS} ms to every POST and failing {FAILURE_RATE:.0%};
   ideal = concurrency / latency x success rate.
 - memory: peak RSS of whole dry runs (10k and 2M rows), of a whole send of 10k rows at 20 % 503, and of the first

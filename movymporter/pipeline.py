@@ -113,6 +113,8 @@ class Pipeline:
         self._progress_stream = progress_stream
         self._progress_bar = progress_bar
         self._started = time.monotonic()
+        self._limits: list[dict[str, Any]] = []
+        """What the request limit of each sending process did."""
         self._carried_rejections = 0
         """Rows rejected again that an earlier run had settled: they do not count towards STOP_ON_ERRORS."""
         # The parts of the run, set up by run().
@@ -335,7 +337,9 @@ class Pipeline:
             on_idle=self._show_progress,
         )
         grace = settings.connect_timeout + settings.read_timeout + 1
-        if not workers.run(deliveries, halt=self.halt, grace_s=grace):
+        complete = workers.run(deliveries, halt=self.halt, grace_s=grace)
+        self._limits = workers.limits if processes is not None else [self._sender.slots.describe()]
+        if not complete:
             log.error("%d requests still had no answer after %.0f s", len(workers.unfinished), grace)
             for delivery in workers.unfinished.values():
                 self.tally.not_attempted += 1
@@ -439,6 +443,7 @@ class Pipeline:
             "elapsed_s": round(elapsed, 3),
             "rows_per_s": round(tally.rows / elapsed, 1) if elapsed > 0 else 0.0,
             "metrics_check": check.as_dict(),
+            "adaptive_concurrency": self._limits if self.settings.adaptive else None,
             "resumed_before_line": self.state.watermark if self.state is not None and self.state.resuming else None,
             "top_reasons": [{"reason": reason, "rows": rows} for reason, rows in self.reasons.most_common(TOP_REASONS)],
             "stopped": self.stopped,

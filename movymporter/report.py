@@ -141,6 +141,10 @@ def render_summary(summary: dict[str, Any]) -> str:
     if summary["top_reasons"]:
         lines.append("top reasons rows were not delivered:")
         lines += [f"  {item['rows']:>8,}  {item['reason']}" for item in summary["top_reasons"]]
+    if summary.get("adaptive_concurrency"):
+        limits = summary["adaptive_concurrency"]
+        final, lowest, ceiling = (sum(limit[key] for limit in limits) for key in ("final", "min", "ceiling"))
+        lines.append(f"adaptive concurrency: ended at {final} requests in flight (lowest {lowest}, ceiling {ceiling})")
     check = summary["metrics_check"]
     lines.append(f"metrics check: {check['state']}")
     if check["statuses"]:

@@ -68,6 +68,15 @@ class Settings(BaseSettings):
         ge=1,
         le=32,
     )
+    adaptive: bool = setting(
+        False,
+        help=(
+            "adapt requests in flight to the sink (AIMD): fewer on 429, Retry-After, a rising 503 rate "
+            "or latency; CONCURRENCY is the ceiling"
+        ),
+        accepted="true or false",
+        flag="--adaptive",
+    )
     read_timeout: float = setting(
         10.0, help="seconds to wait for an answer", accepted="a number of seconds greater than 0", flag="--timeout S",
         gt=0,

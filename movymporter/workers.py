@@ -16,6 +16,7 @@ tells the workers, and a worker whose main process vanished stops by itself.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import queue
 import signal
@@ -30,6 +31,8 @@ from movymporter.pool import threads_for
 from movymporter.sender import Delivery, Outcome, Sender, SinkHealth, Verdict
 from movymporter.settings import Settings
 
+DONE = "done"
+"""Worker to main, last message: (DONE, what its request limit did)."""
 STOP = "stop"
 """Main to worker: the run is stopping; finish the rows in flight, cut retries short."""
 NO_MORE = None
@@ -72,6 +75,8 @@ class ProcessWorkers:
         self._failure: BaseException | None = None
         self._closed = False
         self._processes: list[tuple[Any, Connection, int]] = []
+        self.limits: list[dict[str, Any]] = []
+        """What each worker's request limit did (see throttle.AdaptiveLimit.describe), as they end."""
 
     def __enter__(self) -> ProcessWorkers:
         # fork is cheap and needs no re-import; elsewhere (macOS, Windows) the safe default spawns.
@@ -182,12 +187,16 @@ class ProcessWorkers:
                 if (exhausted or stopping) and not said_no_more:
                     connection.send(NO_MORE)
                     said_no_more = True
-                if said_no_more and not sent:
-                    return
                 if connection.poll(self._poll_s):
-                    self._settle(connection.recv(), sent)
+                    message = connection.recv()
+                    if isinstance(message, tuple) and message[0] == DONE:
+                        with self.lock:
+                            self.limits.append(message[1])
+                        return
+                    self._settle(message, sent)
         except (EOFError, OSError):
-            self._lost(process, sent)
+            if sent:
+                self._lost(process, sent)
         except BaseException as error:  # noqa: BLE001 - re-raised on the main thread by run()
             with self.lock:
                 self._failure = self._failure or error
@@ -297,4 +306,6 @@ def serve(settings: Settings, connection: Connection, not_ours: list[Connection]
         worker.start()
     for worker in workers:
         worker.join()
+    with reply_lock, contextlib.suppress(OSError):  # OSError: the main process is gone
+        connection.send((DONE, sender.slots.describe()))
     sender.close()

@@ -18,6 +18,8 @@ import pytest
 import requests
 import responses
 
+from bench.generate import write
+from movymporter import pipeline
 from movymporter.errors import SinkUnreachable
 from movymporter.sender import (
     Delivery,
@@ -31,6 +33,7 @@ from movymporter.sender import (
     retry_after_seconds,
 )
 from movymporter.settings import Settings
+from tests.conftest import RunningSink
 
 URL = "http://sink.test/movies"
 BODY = '{"title":"Alien","year":1979,"awards":"Yes","image":"\u00e9t\u00e9.png"}'.encode()
@@ -964,3 +967,64 @@ def test_no_direct_probe_when_a_proxy_carries_the_requests(monkeypatch: pytest.M
     sender.check_reachable()
 
     assert sender.proxies["http"] == "http://proxy.test:3128"
+
+
+# --- adaptive concurrency ------------------------------------------------------------------------
+
+
+def _deliver_from_threads(sender: Sender, rows: int, threads: int = 8) -> None:
+    """Deliver `rows` rows from `threads` threads at once, as the run's workers do."""
+    workers = [
+        threading.Thread(target=lambda: [sender.deliver(DELIVERY) for _ in range(rows // threads)])
+        for _ in range(threads)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+
+def test_an_adaptive_sender_lowers_its_limit_on_a_429_storm_and_raises_it_on_successes(
+    rsps: responses.RequestsMock,
+) -> None:
+    """With ADAPTIVE, successes grow the limit from 4 to CONCURRENCY, a 429 storm cuts it to 1, successes regrow it."""
+    sink = {"status": 201}
+
+    def answer_with_a_round_trip(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        time.sleep(0.001)
+        return sink["status"], {}, ""
+
+    rsps.add_callback(responses.POST, URL, callback=answer_with_a_round_trip)
+    sender = make_sender([], concurrency=8, adaptive=True, max_attempts=3)
+    start = sender.slots.limit
+
+    _deliver_from_threads(sender, 400)
+    grown = sender.slots.limit
+    sink["status"] = 429
+    _deliver_from_threads(sender, 40)
+    cut = sender.slots.limit
+    sink["status"] = 201
+    _deliver_from_threads(sender, 400)
+
+    assert (start, grown, cut, sender.slots.limit) == (4, 8, 1, 8)
+    summary = sender.slots.describe()
+    assert (summary["min"], summary["max"], summary["lowered"]["slow_down"]) == (1, 8, 3)
+
+
+def test_an_adaptive_import_delivers_every_valid_row_exactly_once(
+    flaky_sink: RunningSink, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    """ADAPTIVE against a sink with 20 % random 503s: every valid film is stored once, as the sink's counters agree."""
+    path = tmp_path / "films.csv"
+    expected = write(path, 600, seed=11)
+    settings = make_settings(csv_in=path, url_out=flaky_sink.movies_url, adaptive=True, workers=1)
+
+    summary = pipeline.run(settings).summary
+
+    fields = ("year", "title", "subject", "actor", "actress", "director")
+    films = [tuple(film[name] for name in fields) for film in flaky_sink.stored()]
+    assert len(films) == len(set(films)) == summary["delivered"] == len(expected.films)
+    assert set(films) == expected.films
+    assert flaky_sink.post_counts()["201"] == summary["delivered"]
+    assert summary["failed"] == summary["not_attempted"] == 0
+    assert summary["responses"]["503"] > 0

@@ -21,6 +21,7 @@ import pytest
 
 from bench.generate import Expected, write
 from movymporter import pipeline
+from movymporter.report import render_summary
 from movymporter.settings import Settings
 from movymporter.status import ExitStatus
 from movymporter.workers import shares
@@ -200,3 +201,22 @@ def test_a_halt_ends_the_run_within_the_grace_period_with_every_row_accounted_fo
     assert elapsed < 0.5 + grace_s + 1.5, f"the run waited {elapsed:.1f} s after a {grace_s:.1f} s grace period"
     assert worker_processes() == []
     assert_accounted(summary)
+
+
+def test_each_worker_adapts_its_own_share_and_the_summary_says_where_each_ended(
+    flaky_sink: RunningSink,
+    generated: Callable[..., tuple[Path, Expected]],
+    make_settings: Callable[..., Settings],
+) -> None:
+    path, expected = generated(600, seed=47)
+    settings = make_settings(csv_in=path, url_out=flaky_sink.movies_url, concurrency=8, workers=2, adaptive=True)
+
+    result = pipeline.run(settings)
+
+    summary = result.summary
+    assert summary["delivered"] == len(expected.films)
+    assert_stored_exactly_once(flaky_sink, expected)
+    limits = summary["adaptive_concurrency"]
+    assert [limit["ceiling"] for limit in limits] == [4, 4]
+    assert all(limit["adaptive"] and 1 <= limit["min"] <= limit["final"] <= 4 for limit in limits), limits
+    assert "adaptive concurrency: ended at" in render_summary(summary)
