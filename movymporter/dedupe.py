@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import IO
 
 _ENTRY = struct.Struct("<16sQ")  # digest, first line
+_TAG = struct.Struct("<I")  # the digest's first 4 bytes, as the table keeps them
 _INITIAL_SLOTS = 1 << 16
+_WRITE_BYTES = 1 << 16
+"""New entries wait in memory up to this size, then go to the file in one write."""
 
 
 def digest(body: bytes) -> bytes:
@@ -41,15 +44,18 @@ class SeenRecords:
         # One 64-bit word per slot: the digest's 32-bit tag above the record's ordinal + 1 (0 = empty).
         self._table = array("Q", [0]) * slots
         self._mask = slots - 1
+        self._limit = slots * 2 // 3
         self._count = 0
-        self._unflushed = False
+        self._written = 0
+        """Entries in the file; those after it wait in `_pending`."""
+        self._pending = bytearray()
 
     def __len__(self) -> int:
         return self._count
 
     def first_seen(self, record_digest: bytes, line: int) -> int | None:
         """The line this record first appeared on, or None (and remember it) when it is new."""
-        tag = int.from_bytes(record_digest[:4], "little")
+        (tag,) = _TAG.unpack_from(record_digest)
         table, mask = self._table, self._mask
         slot = tag & mask
         while word := table[slot]:
@@ -58,20 +64,28 @@ class SeenRecords:
                 if stored == record_digest:
                     return first_line
             slot = (slot + 1) & mask
-        self._file.write(_ENTRY.pack(record_digest, line))
-        self._unflushed = True
-        self._count += 1
-        table[slot] = tag << 32 | self._count
-        if self._count * 3 > len(table) * 2:
+        pending = self._pending
+        pending += _ENTRY.pack(record_digest, line)
+        if len(pending) >= _WRITE_BYTES:
+            self._write()
+        self._count = count = self._count + 1
+        table[slot] = tag << 32 | count
+        if count > self._limit:
             self._grow()
         return None
 
     def _entry(self, ordinal: int) -> tuple[bytes, int]:
-        if self._unflushed:
-            self._file.flush()
-            self._unflushed = False
-        data = os.pread(self._file.fileno(), _ENTRY.size, ordinal * _ENTRY.size)
-        return _ENTRY.unpack(data)
+        if ordinal >= self._written:
+            return _ENTRY.unpack_from(self._pending, (ordinal - self._written) * _ENTRY.size)
+        return _ENTRY.unpack(os.pread(self._file.fileno(), _ENTRY.size, ordinal * _ENTRY.size))
+
+    def _write(self) -> None:
+        """Move the pending entries to the end of the file, flushed: `_entry` reads the file below its buffer."""
+        pending = self._pending
+        self._file.write(pending)
+        self._file.flush()
+        self._written += len(pending) // _ENTRY.size
+        pending.clear()
 
     def _grow(self) -> None:
         table = array("Q", [0]) * (len(self._table) * 2)
@@ -82,7 +96,7 @@ class SeenRecords:
                 while table[slot]:
                     slot = (slot + 1) & mask
                 table[slot] = word
-        self._table, self._mask = table, mask
+        self._table, self._mask, self._limit = table, mask, len(table) * 2 // 3
 
     def close(self) -> None:
         self._file.close()

@@ -184,40 +184,48 @@ class Pipeline:
         return self.stopped is not None or self.halt.is_set()
 
     def _deliveries(self, positions: dict[str, int]) -> Iterator[Delivery]:
-        """Read, validate and settle every row; yield those to send. Runs under the workers' lock."""
-        tally, settings, contract = self.tally, self.settings, self._contract
+        """Read, validate and settle every row; yield those to send. Runs under the workers' lock.
+
+        A row the contract's fast path finds plainly valid gets its body without the model. This loop runs
+        once per row (a dry run is little else), so what stays the same from row to row is looked up before it.
+        """
+        tally, contract, state = self.tally, self._contract, self.state
+        stop_on_errors = self.settings.stop_on_errors
         fields = list(positions.items())
+        plain_body = contract.plain_body(positions)
         from_report = self._source.is_report
         skip = REPORT_COLUMNS if from_report else 0
         for record in self._source.records():
             tally.rows += 1
             cells = [restore(cell) for cell in record.cells] if from_report else record.cells
+            kept = cells[skip:] if skip else cells
             problem = record.problem
             if problem is not None:
-                self._reject(record.line, "read", [problem], cells[skip:])
+                self._reject(record.line, "read", [problem], kept)
                 self.reasons[f"{problem.code}: {_generalise(problem.message)}"] += 1
             else:
-                result = contract.validate(_values(cells, fields, record))
-                if isinstance(result, list):
-                    self._reject(record.line, "validate", result, cells[skip:])
-                    self.reasons.update(f"{p.code}: {p.rule}" for p in result)
-                else:
-                    delivery = self._route(record, to_json(result), cells[skip:])
-                    if delivery is not None:
-                        if self.state is not None:
-                            self.state.sending(record.line)
-                        yield delivery
-            if self.state is not None:
-                self.state.read_past(record.end_line + 1)
+                body = plain_body(cells)
+                if body is None:
+                    result = contract.validate(_values(cells, fields, record))
+                    if isinstance(result, list):
+                        self._reject(record.line, "validate", result, kept)
+                        self.reasons.update(f"{p.code}: {p.rule}" for p in result)
+                    else:
+                        body = to_json(result)
+                if body is not None and (delivery := self._route(record, body, kept)) is not None:
+                    if state is not None:
+                        state.sending(record.line)
+                    yield delivery
+            if state is not None:
+                state.read_past(record.end_line + 1)
             if tally.rows & 0xFF == 0:
                 self._show_progress()
-                if self.state is not None:
-                    self.state.save()
+                if state is not None:
+                    state.save()
             if self.stopped_early:
                 return
-            rejected = tally.rejected - self._carried_rejections
-            if settings.stop_on_errors and rejected >= settings.stop_on_errors:
-                self._stop(f"STOP_ON_ERRORS={settings.stop_on_errors} reached ({rejected} rows rejected)", halt=False)
+            if stop_on_errors and (rejected := tally.rejected - self._carried_rejections) >= stop_on_errors:
+                self._stop(f"STOP_ON_ERRORS={stop_on_errors} reached ({rejected} rows rejected)", halt=False)
                 return
 
     def _route(self, record: Record, body: bytes, cells: list[str]) -> Delivery | None:

@@ -5,6 +5,12 @@ numbers strictly (``1990.0`` is not a year, ``1_990`` is not a number), and
 raises one error per failing field, each with a short code in the spirit of
 frictionless reports and a plain sentence. A valid row becomes the JSON body
 of one POST.
+
+Most rows of a real export are plainly valid, and pydantic costs several
+microseconds a row. `Contract.plain_body` recognises such a row with one
+regular expression and a few string tests, and writes the body that
+`to_json` would give; any row it is not sure about goes to the model, so
+pydantic stays the single statement of the contract (and of its messages).
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError, ValidationInfo
@@ -147,6 +155,65 @@ class Movie(BaseModel):
 FIELDS = tuple(Movie.model_fields)
 """The film's fields in JSON order."""
 
+PlainBody = Callable[[Sequence[str]], bytes | None]
+"""The cells of a row of the expected width -> its JSON body, or None when the model must decide."""
+
+_PLAIN_CELLS = {
+    "year": r"[1-9][0-9]{3}",
+    "length": r"[1-9][0-9]{0,14}|(?:0|[1-9][0-9]{0,5})\.[0-9]{1,3}|",
+    "title": r'[^"]+',
+    "subject": r'[^"]*',
+    "actor": r'[^"]*',
+    "actress": r'[^"]*',
+    "director": r'[^"]*',
+    "popularity": r"(?:100|[1-9]?[0-9])(?:\.[0-9]{1,3})?|",
+    "awards": r"[yY][eE][sS]|[nN][oO]|",
+    "image": r'[^"]+\.(?:png|jpe?g)|',
+}
+"""Each field in the forms whose JSON is certain: numbers are ASCII digits without sign, exponent or
+leading zero (so an integer is spelt in JSON as written, and a decimal of at most 3 places below 10**6
+as Python's repr, which is also pydantic's spelling), text is anything without a quote."""
+_PLAIN_ROW = re.compile('"'.join(f"(?:{_PLAIN_CELLS[name]})" for name in FIELDS))
+"""A row's cells in field order joined by '"', which no plain cell contains."""
+
+
+def plain_body_of(positions: Mapping[str, int], max_year: int) -> PlainBody:
+    """The fast path of the contract for one header: a plainly valid row straight to its JSON body.
+
+    A row qualifies when each cell has a form of `_PLAIN_CELLS` and the text is printable (no
+    control character, surrogate, or whitespace but the space), without a space at either end
+    (nothing to trim), a backslash (nothing to escape) or U+FFFD. Such a row passes every rule
+    of Movie, and its body is the bytes `to_json` gives: the property test holds the two to it.
+    Absent columns read as empty cells, which is what the model's defaults amount to.
+    """
+    pick = itemgetter(*(positions.get(name, -1) for name in FIELDS))
+    padded = any(name not in positions for name in FIELDS)
+    match = _PLAIN_ROW.fullmatch
+
+    def body(cells: Sequence[str]) -> bytes | None:
+        values: tuple[str, ...] = pick((*cells, "")) if padded else pick(cells)
+        row = '"'.join(values)
+        if not row.isprintable() or "\\" in row or "\ufffd" in row or ' "' in row or '" ' in row or not match(row):
+            return None
+        year, length, title, subject, actor, actress, director, popularity, awards, image = values
+        if not FIRST_YEAR <= int(year) <= max_year:
+            return None
+        if "." in length:
+            if float(length) <= 0:
+                return None
+            length = repr(float(length))
+        if "." in popularity:
+            if float(popularity) > POPULARITY_RANGE[1]:
+                return None
+            popularity = repr(float(popularity))
+        return (
+            f'{{"year":{year},"length":{length or "null"},"title":"{title}","subject":"{subject}",'
+            f'"actor":"{actor}","actress":"{actress}","director":"{director}",'
+            f'"popularity":{popularity or "null"},"awards":"{awards.capitalize()}","image":"{image}"}}'
+        ).encode()
+
+    return body
+
 
 class Contract:
     """Validates rows against Movie for one run (the year limit is fixed when the run starts)."""
@@ -154,6 +221,10 @@ class Contract:
     def __init__(self, max_year: int | None = None) -> None:
         self.max_year = max_year or dt.date.today().year
         self._context = {"max_year": self.max_year}
+
+    def plain_body(self, positions: Mapping[str, int]) -> PlainBody:
+        """The fast path for rows laid out as `positions` says (see `plain_body_of`)."""
+        return plain_body_of(positions, self.max_year)
 
     def validate(self, values: dict[str, str]) -> Movie | list[Problem]:
         """The movie, or every problem of the row (not just the first)."""

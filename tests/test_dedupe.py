@@ -133,6 +133,25 @@ def test_different_tags_in_the_same_slot_are_told_apart(seen: SeenRecords) -> No
     assert [seen.first_seen(d, -1) for d in neighbours] == list(range(100))
 
 
+WRITE_ENTRIES = (1 << 16) // 24  # entries SeenRecords holds in memory before one write to its file
+
+
+@pytest.mark.parametrize(
+    "count",
+    [
+        pytest.param(WRITE_ENTRIES - 1, id="all-still-in-memory"),
+        pytest.param(WRITE_ENTRIES, id="exactly-one-write"),
+        pytest.param(WRITE_ENTRIES + 1, id="one-past-the-write"),
+        pytest.param(3 * WRITE_ENTRIES + 7, id="several-writes"),
+    ],
+)
+def test_repeats_are_found_in_memory_and_in_the_file(seen: SeenRecords, count: int) -> None:
+    """A repeat answers its first line whether that entry still waits in memory or was written to the file."""
+    many = digests(count)
+    assert [seen.first_seen(d, line) for line, d in enumerate(many, start=2)] == [None] * count
+    assert [seen.first_seen(d, 0) for d in reversed(many)] == list(range(count + 1, 1, -1))
+
+
 def test_spill_file_is_anonymous_and_closed(tmp_path: Path) -> None:
     """The on-disk spill leaves no file behind in its directory, and close() is idempotent."""
     seen = SeenRecords(directory=tmp_path)
