@@ -23,6 +23,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
@@ -31,6 +32,8 @@ from movymporter.pool import threads_for
 from movymporter.sender import Delivery, Outcome, Sender, SinkHealth, Verdict
 from movymporter.settings import Settings
 
+FAILED = "failed"
+"""Worker to main: (FAILED, a traceback): a thread of the worker hit an unexpected error."""
 DONE = "done"
 """Worker to main, last message: (DONE, what its request limit did)."""
 STOP = "stop"
@@ -74,6 +77,8 @@ class ProcessWorkers:
         """Deliveries in flight, by line: after a halt, those the grace period did not see answered."""
         self._failure: BaseException | None = None
         self._closed = False
+        self._exhausted = False
+        """Whether the run's reader has no more rows (it stopped, or the file ended)."""
         self._processes: list[tuple[Any, Connection, int]] = []
         self.limits: list[dict[str, Any]] = []
         """What each worker's request limit did (see throttle.AdaptiveLimit.describe), as they end."""
@@ -94,7 +99,12 @@ class ProcessWorkers:
                 name=f"movymporter-worker-{number}",
                 daemon=True,
             )
-            process.start()
+            # Ctrl-C between the fork and the worker's own signal set-up must not reach the worker.
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            try:
+                process.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             theirs.close()
             self._processes.append((process, ours, threads_for(share)))
         return self
@@ -103,8 +113,7 @@ class ProcessWorkers:
         """Wait for the workers to end (they have been told to); on an error or a second Ctrl-C, end them now."""
         with self.lock:
             self._closed = True  # outcomes arriving from now on are not the run's business
-            abandoned = bool(self.unfinished)  # run() gave up waiting for them: so does this
-        if error_type is not None or abandoned:
+        if error_type is not None:
             for process, _, _ in self._processes:
                 process.kill()
         for _, connection, _ in self._processes:
@@ -147,8 +156,13 @@ class ProcessWorkers:
         with self.lock:
             self._closed = True
             complete = not self.unfinished
+        if not complete:  # given up on: they must not go on posting while the run writes its reports
+            for process, _, _ in self._processes:
+                process.kill()
         if self._failure is not None:
             raise self._failure
+        if not (self._exhausted or halt.is_set()):
+            raise WorkerFailed("the sending processes ended before the file was read to its end")
         return complete
 
     def _feed(
@@ -159,13 +173,13 @@ class ProcessWorkers:
         connection: Connection,
         threads: int,
     ) -> None:
-        """Keep one worker supplied and hand its outcomes to the run.
+        """Keep one worker supplied and hand its outcomes to the run, until the worker says it is done.
 
         The worker holds up to four times its threads in rows and is topped up, in one message, when
         half of that is left: rows travel in batches, not one message each."""
         window = threads * 4
         sent: set[int] = set()
-        exhausted = stopping = said_no_more = False
+        exhausted = stopping = said_stop = said_no_more = False
         try:
             while True:
                 batch: list[Delivery] = []
@@ -175,28 +189,33 @@ class ProcessWorkers:
                     while refill and not (exhausted or stopping) and len(sent) + len(batch) < window:
                         delivery = next(deliveries, None)
                         if delivery is None:
-                            exhausted = True
+                            exhausted = self._exhausted = True
                         else:
                             self.unfinished[delivery.line] = delivery
                             batch.append(delivery)
-                if batch:
-                    connection.send([(delivery.line, delivery.body, delivery.key) for delivery in batch])
                     sent.update(delivery.line for delivery in batch)
-                if stopping and not said_no_more:
-                    connection.send(STOP)
+                if batch:
+                    _pipe(connection.send, [(delivery.line, delivery.body, delivery.key) for delivery in batch])
+                if stopping and not said_stop:
+                    _pipe(connection.send, STOP)
+                    said_stop = True
                 if (exhausted or stopping) and not said_no_more:
-                    connection.send(NO_MORE)
+                    _pipe(connection.send, NO_MORE)
                     said_no_more = True
-                if connection.poll(self._poll_s):
-                    message = connection.recv()
-                    if isinstance(message, tuple) and message[0] == DONE:
-                        with self.lock:
-                            self.limits.append(message[1])
-                        return
-                    self._settle(message, sent)
-        except (EOFError, OSError):
-            if sent:
-                self._lost(process, sent)
+                if not _pipe(connection.poll, self._poll_s):
+                    continue
+                message = _pipe(connection.recv)
+                if isinstance(message, tuple) and message[0] == FAILED:
+                    raise WorkerFailed(f"{process.name} failed:\n{message[1]}")
+                if isinstance(message, tuple) and message[0] == DONE:
+                    with self.lock:
+                        self.limits.append(message[1])
+                    if sent:
+                        raise _WorkerGone
+                    return
+                self._settle(message, sent)
+        except _WorkerGone:
+            self._lost(process, sent)
         except BaseException as error:  # noqa: BLE001 - re-raised on the main thread by run()
             with self.lock:
                 self._failure = self._failure or error
@@ -216,11 +235,11 @@ class ProcessWorkers:
                 self._on_outcome(outcome)
 
     def _lost(self, process: Any, sent: set[int]) -> None:
-        """A worker died (killed, out of memory): its rows end as not delivered, and the run stops."""
+        """A worker died (killed, out of memory) or ended early: its rows end as not delivered, the run stops."""
+        process.join(1)
         with self.lock:
             if self._closed:
                 return
-            process.join(1)
             why = f"the sending process {process.name} ended unexpectedly (exit code {process.exitcode})"
             for line in sorted(sent):
                 delivery = self.unfinished.pop(line)
@@ -229,12 +248,29 @@ class ProcessWorkers:
             self._on_lost(why)
 
 
+class _WorkerGone(Exception):
+    """The pipe to a worker broke, or the worker ended with rows unanswered."""
+
+
+class WorkerFailed(Exception):
+    """A worker process hit an unexpected error (a bug): the run stops with its traceback."""
+
+
+def _pipe(operation: Callable[..., Any], *args: Any) -> Any:
+    """One call on a worker's pipe; a broken pipe means the worker is gone."""
+    try:
+        return operation(*args)
+    except (EOFError, OSError):
+        raise _WorkerGone from None
+
+
 def serve(settings: Settings, connection: Connection, not_ours: list[Connection]) -> None:
     """A worker process: POST the rows the main process sends, answer with their outcomes.
 
     Ends when told there is no more, or when the main process is gone (its pipe reads end of file)."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     for other in not_ours:
         other.close()
     halt = threading.Event()
@@ -282,6 +318,14 @@ def serve(settings: Settings, connection: Connection, not_ours: list[Connection]
                 inbox.put(None)
 
     def work() -> None:
+        try:
+            deliver_all()
+        except BaseException:  # noqa: BLE001 - a bug: the main process stops the run and shows it
+            halt.set()
+            with reply_lock, contextlib.suppress(OSError):
+                connection.send((FAILED, traceback.format_exc()))
+
+    def deliver_all() -> None:
         while (delivery := inbox.get()) is not None:
             outcome = sender.deliver(delivery)
             packed = (
