@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -164,10 +165,44 @@ class stop_when(stop_base):  # lower case, like tenacity's own strategies
         return self._condition()
 
 
+class ReusingAdapter(HTTPAdapter):
+    """requests' HTTP adapter, remembering which connection pool and request target serve a URL.
+
+    The stock adapter parses the URL, looks for a proxy and rebuilds the pool key on every request
+    (about 40 us of the 270 us a POST costs); an import sends every row to one URL. The answers are
+    kept per URL, TLS setting and proxies (a pool the pool manager drops stays usable: urllib3 does not
+    close it). These are the two methods requests documents as the ones to override in a subclass."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._pools: dict[tuple[object, ...], Any] = {}
+        self._targets: dict[tuple[object, ...], str] = {}
+
+    def get_connection_with_tls_context(
+        self,
+        request: requests.PreparedRequest,
+        verify: bool | str | None,
+        proxies: dict[str, str] | None = None,
+        cert: Any = None,
+    ) -> Any:
+        key = (request.url, verify, cert, tuple(proxies.items()) if proxies else ())
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = super().get_connection_with_tls_context(request, verify, proxies, cert)
+        return pool
+
+    def request_url(self, request: requests.PreparedRequest, proxies: dict[str, str] | None) -> str:
+        key = (request.url, tuple(proxies.items()) if proxies else ())
+        target = self._targets.get(key)
+        if target is None:
+            target = self._targets[key] = super().request_url(request, proxies)
+        return target
+
+
 def make_session(concurrency: int) -> requests.Session:
     """A session whose pool keeps one keep-alive connection per request in flight."""
     session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=concurrency, pool_block=True, max_retries=0)
+    adapter = ReusingAdapter(pool_connections=2, pool_maxsize=concurrency, pool_block=True, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers.update({"Content-Type": "application/json", "User-Agent": f"movymporter/{__version__}"})

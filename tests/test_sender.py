@@ -1028,3 +1028,20 @@ def test_an_adaptive_import_delivers_every_valid_row_exactly_once(
     assert flaky_sink.post_counts()["201"] == summary["delivered"]
     assert summary["failed"] == summary["not_attempted"] == 0
     assert summary["responses"]["503"] > 0
+
+
+def test_the_adapter_answers_repeated_posts_to_one_url_from_memory(reliable_sink: RunningSink) -> None:
+    session = make_session(2)
+    adapter = session.get_adapter(reliable_sink.movies_url)
+    film = {"title": "A", "year": 2000}
+    request = session.prepare_request(requests.Request("POST", reliable_sink.movies_url, json=film))
+    other = session.prepare_request(requests.Request("GET", f"{reliable_sink.url}/metrics"))
+
+    first = adapter.get_connection_with_tls_context(request, True, {})
+
+    assert adapter.get_connection_with_tls_context(request, True, {}) is first
+    assert adapter.get_connection_with_tls_context(request, True, {"http": "http://proxy.test:3128"}) is not first
+    assert adapter.request_url(request, {}) == "/movies"
+    assert adapter.request_url(other, {}) == "/metrics"
+    assert session.send(request, timeout=5).status_code == 201
+    assert session.send(other, timeout=5).status_code == 200
