@@ -342,6 +342,7 @@ class Pipeline:
             self._sender.deliver,
             self._on_outcome,
             threads=threads_for(settings.concurrency),
+            admission=self._sender.admission,
             on_idle=self._show_progress,
         )
         grace = settings.connect_timeout + settings.read_timeout + 1

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from movymporter.sender import Delivery, Outcome
+from movymporter.throttle import Admission
 
 
 def threads_for(concurrency: int) -> int:
@@ -35,10 +36,13 @@ class DeliveryWorkers:
         on_outcome: Callable[[Outcome], None],
         *,
         threads: int,
+        admission: Admission | None = None,
         on_idle: Callable[[], None] = lambda: None,
         poll_s: float = 0.2,
     ) -> None:
+        """`admission` (the sender's) keeps the threads beyond the request slots asleep until a backoff."""
         self._deliver = deliver
+        self._admission = admission
         self._on_outcome = on_outcome
         self._threads = threads
         self.lock = threading.Lock()
@@ -75,19 +79,27 @@ class DeliveryWorkers:
         return complete
 
     def _work(self, deliveries: Iterator[Delivery], halt: threading.Event) -> None:
+        admission = self._admission
         try:
-            while True:
-                with self.lock:
-                    stop = self._failure is not None or halt.is_set()
-                    delivery = None if stop else next(deliveries, None)
-                    if delivery is None:
-                        return
-                    self.unfinished[delivery.line] = delivery
-                outcome = self._deliver(delivery)
-                with self.lock:
-                    if not self._closed:
-                        del self.unfinished[delivery.line]
-                        self._on_outcome(outcome)
+            while admission is None or admission.enter():
+                try:
+                    with self.lock:
+                        stop = self._failure is not None or halt.is_set()
+                        delivery = None if stop else next(deliveries, None)
+                        if delivery is None:
+                            return
+                        self.unfinished[delivery.line] = delivery
+                    outcome = self._deliver(delivery)
+                    with self.lock:
+                        if not self._closed:
+                            del self.unfinished[delivery.line]
+                            self._on_outcome(outcome)
+                finally:
+                    if admission is not None:
+                        admission.leave()
         except BaseException as error:  # noqa: BLE001 - re-raised on the main thread by run()
             with self.lock:
                 self._failure = self._failure or error
+        finally:
+            if admission is not None:
+                admission.close()  # no row left for anyone, or the run is stopping: wake the spare threads

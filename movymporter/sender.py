@@ -27,7 +27,7 @@ from urllib3.util import Retry
 from movymporter import __version__
 from movymporter.errors import SinkUnreachable
 from movymporter.settings import Settings
-from movymporter.throttle import AdaptiveLimit
+from movymporter.throttle import AdaptiveLimit, Admission
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 REJECT_STATUSES = frozenset({400, 422})
@@ -276,7 +276,9 @@ class Sender:
         # backoff holds no slot. Public so that the run can report what the limit did.
         self.slots = AdaptiveLimit(settings.concurrency, adaptive=settings.adaptive)
         self.health = health or SinkHealth(settings.unreachable_after)
-        self._retrying = make_retrying(settings, self._giving_up, sleep or halt.wait)
+        self.admission = Admission(settings.concurrency)
+        """Threads working on rows; the pool running `deliver` on many threads enters and leaves it."""
+        self._retrying = make_retrying(settings, self._giving_up, self.admission.backing_off(sleep or halt.wait))
 
     def _giving_up(self) -> bool:
         return self._halt.is_set() or self.health.down

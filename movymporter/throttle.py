@@ -318,3 +318,56 @@ class AdaptiveLimit:
             self._logged_at = now
             self._logged_direction = direction
         return level, "adaptive concurrency: %d -> %d requests in flight (%s)", (before, self._limit, why)
+
+
+class Admission:
+    """How many threads work at once: as many as requests may be in flight, plus one for each thread
+    waiting out a backoff (it holds a row but no request slot, which another row can use meanwhile).
+
+    The threads beyond that wait here rather than on the request slots. Waiting on the slots, a spare
+    thread would be woken by every request that ends, only to see the slot taken by the thread that
+    ended it: a thread switch per row for nothing. Here spare threads sleep until a backoff starts.
+    """
+
+    def __init__(self, slots: int) -> None:
+        self._slots = slots
+        self._ready = threading.Condition()
+        self._working = 0
+        self._backing_off = 0
+        self._closed = False
+
+    def enter(self) -> bool:
+        """Wait for room to work on a row; False once closed (no rows left, or the run is stopping)."""
+        with self._ready:
+            while not self._closed and self._working >= self._slots + self._backing_off:
+                self._ready.wait()
+            if self._closed:
+                return False
+            self._working += 1
+            return True
+
+    def leave(self) -> None:
+        """Done with a row. No thread is woken: the one leaving takes the next row itself, if any."""
+        with self._ready:
+            self._working -= 1
+
+    def backing_off(self, sleep: Callable[[float], object]) -> Callable[[float], object]:
+        """`sleep`, letting one more thread work while it lasts."""
+
+        def sleep_aside(seconds: float) -> object:
+            with self._ready:
+                self._backing_off += 1
+                self._ready.notify()
+            try:
+                return sleep(seconds)
+            finally:
+                with self._ready:
+                    self._backing_off -= 1
+
+        return sleep_aside
+
+    def close(self) -> None:
+        """Let every waiting thread go (enter() answers False from now on)."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify_all()

@@ -326,9 +326,24 @@ def serve(settings: Settings, connection: Connection, not_ours: list[Connection]
                 connection.send((FAILED, traceback.format_exc()))
 
     def deliver_all() -> None:
-        while (delivery := inbox.get()) is not None:
+        try:
+            while sender.admission.enter() and deliver_one():
+                pass
+        finally:
+            sender.admission.close()  # no row left: wake the spare threads
+            reply(None)
+
+    def deliver_one() -> bool:
+        """Deliver the next row and queue its outcome; False when there are no more rows."""
+        try:
+            delivery = inbox.get()
+            if delivery is None:
+                return False
             outcome = sender.deliver(delivery)
-            packed = (
+        finally:
+            sender.admission.leave()
+        reply(
+            (
                 delivery.line,
                 outcome.verdict.value,
                 outcome.reason,
@@ -340,8 +355,8 @@ def serve(settings: Settings, connection: Connection, not_ours: list[Connection]
                 outcome.last_error,
                 sender.health.down,
             )
-            reply(packed)
-        reply(None)
+        )
+        return True
 
     threading.Thread(target=receive, name="movymporter-receive", daemon=True).start()
     threading.Thread(target=flusher, name="movymporter-flush", daemon=True).start()

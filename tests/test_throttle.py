@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from movymporter.throttle import INITIAL_LIMIT, WARMUP, AdaptiveLimit
+from movymporter.throttle import INITIAL_LIMIT, WARMUP, AdaptiveLimit, Admission
 
 LATENCY_S = 0.05
 
@@ -488,3 +488,32 @@ def test_describe_tells_where_the_limit_ended_and_why_it_moved() -> None:
         "lowered": {"slow_down": 2, "errors": 0, "latency": 1},
         "raised": 12,
     }
+
+
+def test_spare_threads_wait_until_a_backoff_starts_and_leave_when_closed() -> None:
+    """Two slots: a third thread waits; a backoff lets it work; closing lets every waiting thread go."""
+    admission = Admission(2)
+    assert admission.enter()
+    assert admission.enter()
+    entered: list[bool] = []
+    spare = threading.Thread(target=lambda: entered.append(admission.enter()))
+    spare.start()
+    spare.join(0.2)
+    assert spare.is_alive(), "a third thread worked with two slots and nobody backing off"
+
+    release_sleep = threading.Event()
+    sleeper = threading.Thread(target=admission.backing_off(lambda seconds: release_sleep.wait(seconds)), args=(5,))
+    sleeper.start()
+    spare.join(2)
+    assert entered == [True], "a backoff did not let the spare thread work"
+
+    release_sleep.set()
+    sleeper.join(2)
+    late: list[bool] = []
+    waiting = threading.Thread(target=lambda: late.append(admission.enter()))
+    waiting.start()
+    waiting.join(0.2)
+    assert waiting.is_alive(), "three threads worked on two slots once the backoff had ended"
+    admission.close()
+    waiting.join(2)
+    assert late == [False]
