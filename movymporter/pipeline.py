@@ -189,10 +189,10 @@ class Pipeline:
         A row the contract's fast path finds plainly valid gets its body without the model. This loop runs
         once per row (a dry run is little else), so what stays the same from row to row is looked up before it.
         """
-        tally, contract, state = self.tally, self._contract, self.state
+        tally, contract, state, halt, route = self.tally, self._contract, self.state, self.halt, self._route
         stop_on_errors = self.settings.stop_on_errors
         fields = list(positions.items())
-        plain_body = contract.plain_body(positions)
+        plain_body = contract.plain_body(positions, len(self._source.header))
         from_report = self._source.is_report
         skip = REPORT_COLUMNS if from_report else 0
         for record in self._source.records():
@@ -212,7 +212,7 @@ class Pipeline:
                         self.reasons.update(f"{p.code}: {p.rule}" for p in result)
                     else:
                         body = to_json(result)
-                if body is not None and (delivery := self._route(record, body, kept)) is not None:
+                if body is not None and (delivery := route(record, body, kept)) is not None:
                     if state is not None:
                         state.sending(record.line)
                     yield delivery
@@ -222,7 +222,7 @@ class Pipeline:
                 self._show_progress()
                 if state is not None:
                     state.save()
-            if self.stopped_early:
+            if self.stopped is not None or halt.is_set():  # stopped_early, without a property call per row
                 return
             if stop_on_errors and (rejected := tally.rejected - self._carried_rejections) >= stop_on_errors:
                 self._stop(f"STOP_ON_ERRORS={stop_on_errors} reached ({rejected} rows rejected)", halt=False)
@@ -356,6 +356,8 @@ class Pipeline:
                 self._reports.reject(delivery.line, "delivery", reason, delivery.cells)
 
     def _show_progress(self, *, force: bool = False) -> None:
+        if not force and not self._progress.due():
+            return  # the counts are built only when they are shown
         counts = {**asdict(self.tally), "rejected": self.tally.rejected}
         self._progress.update(self._source.bytes_read, counts, force=force)
 

@@ -35,6 +35,10 @@ class Progress:
             else None
         )
 
+    def due(self) -> bool:
+        """Whether `update` would redraw now: callers can skip building the counts when it would not."""
+        return self._clock() >= self._next
+
     def update(self, bytes_read: int, counts: dict[str, int], *, force: bool = False) -> None:
         now = self._clock()
         if now < self._next and not force:

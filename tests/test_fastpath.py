@@ -125,7 +125,8 @@ def layouts(draw: st.DrawFn) -> tuple[dict[str, int], list[str], dict[str, str]]
 def test_the_fast_path_gives_the_models_body_or_none(layout: tuple[dict[str, int], list[str], dict[str, str]]) -> None:
     """Whenever plain_body answers, the model accepts the same row and to_json gives the very same bytes."""
     positions, cells, values = layout
-    body = CONTRACT.plain_body(positions)(cells)
+    body = CONTRACT.plain_body(positions, len(cells))(cells)
+    assert CONTRACT.plain_body(positions)(cells) == body, "knowing the row's width changed the answer"
     event("fast path" if body is not None else "left to the model")
     if body is not None:
         result = CONTRACT.validate(values)
@@ -136,7 +137,7 @@ def test_the_fast_path_gives_the_models_body_or_none(layout: tuple[dict[str, int
 def test_every_edge_case_in_a_plain_row_gets_the_models_body_or_none() -> None:
     """Each edge case of each field, alone or glued to a plain value, in an otherwise plain row: the property
     above, checked exhaustively on the cases most likely to break it."""
-    plain_body = CONTRACT.plain_body(ALL_COLUMNS)
+    plain_body = CONTRACT.plain_body(ALL_COLUMNS, len(FIELDS))
     wrong = []
     for name in FIELDS:
         plains = PLAIN_VALUES[name]
@@ -215,6 +216,24 @@ def test_rows_that_are_not_plain_are_left_to_the_model(field: str, value: str) -
     assert CONTRACT.plain_body(ALL_COLUMNS)(cells) is None
 
 
+@pytest.mark.parametrize(
+    ("columns", "extra"),
+    [
+        pytest.param(list(FIELDS), [], id="the-fields-in-order-used-as-they-are"),
+        pytest.param(list(FIELDS), ["notes"], id="in-order-then-an-extra-column"),
+        pytest.param(["notes", *FIELDS], [], id="an-extra-column-first"),
+        pytest.param(list(reversed(FIELDS)), [], id="the-fields-in-another-order"),
+    ],
+)
+def test_the_rows_width_changes_nothing_but_speed(columns: list[str], extra: list[str]) -> None:
+    """With or without the row's width, each layout of a plain row gets the model's body."""
+    cells = [PLAIN_ROW.get(name, "notes") for name in columns] + extra
+    positions = {name: index for index, name in enumerate(columns) if name in FIELDS}
+    expected = to_json(Movie.model_validate(PLAIN_ROW, context={"max_year": MAX_YEAR}))
+    assert CONTRACT.plain_body(positions, len(cells))(cells) == expected
+    assert CONTRACT.plain_body(positions)(cells) == expected
+
+
 def test_absent_columns_are_sent_empty() -> None:
     """With only title and year in the header, the fast path sends the model's defaults for the rest."""
     body = CONTRACT.plain_body({"year": 2, "title": 0})(["Heat", "notes", "1995"])
@@ -255,8 +274,10 @@ def test_a_dry_run_reports_the_same_with_and_without_the_fast_path(
     taken: list[bool] = []
     plain_body = Contract.plain_body
 
-    def counted(contract: Contract, positions: Mapping[str, int]) -> Callable[[Sequence[str]], bytes | None]:
-        fast = plain_body(contract, positions)
+    def counted(
+        contract: Contract, positions: Mapping[str, int], width: int | None = None
+    ) -> Callable[[Sequence[str]], bytes | None]:
+        fast = plain_body(contract, positions, width)
 
         def body(cells: Sequence[str]) -> bytes | None:
             found = fast(cells)
@@ -276,7 +297,7 @@ def test_a_dry_run_reports_the_same_with_and_without_the_fast_path(
 
     monkeypatch.setattr(Contract, "plain_body", counted)
     fast = runs("fast")
-    monkeypatch.setattr(Contract, "plain_body", lambda contract, positions: lambda cells: None)
+    monkeypatch.setattr(Contract, "plain_body", lambda contract, positions, width=None: lambda cells: None)
     slow = runs("model-only")
 
     assert fast == slow

@@ -791,3 +791,46 @@ def test_dirty_file_cells_are_kept_as_read(tmp_path: Path) -> None:
     assert by_line[15] == ["Blank\n\ninside", "1998", "8"]
     assert by_line[19] == ["Señor", "2001", "122"]
     assert by_line[20] == ["Last", "2002", "9"]
+
+
+# --- batches: the read-ahead changes nothing ------------------------------------------------------
+
+BATCH_INPUTS = {
+    "dirty": DIRTY,
+    "type-row-and-blank-lines": (FILM_HEADER + FILM_TYPES + FILM_ROW + "\r\n;;;;;;;;;\r\n" + FILM_ROW * 3).encode(),
+    "quote-never-closed-at-the-end": b'title,year\nA,1\nB,2\nC,3\n"D,4\nE,5\n',
+    "stray-bytes-in-a-row-of-many": b"title,year\n" + b"A,1\n" * 5 + b"B\xff,2\n" + b"C,3\n" * 5,
+}
+
+
+def walk(path: Path, *, peek: bool) -> tuple[list[tuple[int, int, str | None, list[str], int]], int, int | None]:
+    """Each record with `lines_read` right after it (and `has_more()` asked before it, with `peek`), then the
+    blank line count and the type row's line."""
+    seen = []
+    with CsvInput(path) as source:
+        records = source.records()
+        while not peek or source.has_more():
+            record = next(records, None)
+            if record is None:
+                break
+            code = record.problem.code if record.problem else None
+            seen.append((record.line, record.end_line, code, record.cells, source.lines_read))
+        return seen, source.blank_lines, source.type_row_line
+
+
+@pytest.mark.parametrize("peek", [False, True], ids=["records-only", "has-more-asked-before-each"])
+@pytest.mark.parametrize("name", list(BATCH_INPUTS))
+def test_batches_of_any_size_read_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, peek: bool
+) -> None:
+    """Whatever the batch size, and wherever an odd record falls in its batch, the records, their lines,
+    `lines_read` after each (no read-ahead shows) and the blank line count are those of a reader taking
+    one record at a time."""
+    path = write(tmp_path, BATCH_INPUTS[name])
+    monkeypatch.setattr("movymporter.reader._BATCH", 1)
+    expected = walk(path, peek=peek)
+    for size in (2, 3, 4, 5, 7, 1000):
+        monkeypatch.setattr("movymporter.reader._BATCH", size)
+        assert walk(path, peek=peek) == expected, f"batches of {size}"
+    if name == "dirty":
+        assert [(line, end, code) for line, end, code, _, _ in expected[0]] == DIRTY_SPANS
