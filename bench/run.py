@@ -230,7 +230,7 @@ def chart(results: dict[str, Any]) -> None:
         axis.bar(labels, values, color=["#4c72b0", "#dd8452", "#55a868", "#c44e52"][: len(values)])
         axis.axhline(target, color="black", linestyle="--", linewidth=1, label="target")
         axis.set_title(title)
-        axis.legend(loc="upper right", fontsize="small")
+        axis.legend(loc="lower right", fontsize="small")
         for index, value in enumerate(values):
             axis.text(index, value, f"{value:,.0f}", ha="center", va="bottom", fontsize="small")
     figure.suptitle(f"movymporter benchmarks, {dt.date.today().isoformat()}")
