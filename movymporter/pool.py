@@ -29,6 +29,30 @@ def threads_for(concurrency: int) -> int:
     return concurrency + max(2, concurrency // 4)
 
 
+def supervise(
+    threads: list[threading.Thread],
+    *,
+    halt: threading.Event,
+    grace_s: float,
+    poll_s: float,
+    lock: threading.Lock,
+    on_idle: Callable[[], None],
+) -> None:
+    """Start the threads and wait for them to end, calling `on_idle` (under `lock`) every `poll_s`
+    seconds; once `halt` is set, wait `grace_s` seconds at most."""
+    for thread in threads:
+        thread.start()
+    deadline: float | None = None
+    while alive := [thread for thread in threads if thread.is_alive()]:
+        if halt.is_set() and deadline is None:
+            deadline = time.monotonic() + grace_s
+        if deadline is not None and time.monotonic() > deadline:
+            return
+        alive[0].join(poll_s)
+        with lock:
+            on_idle()
+
+
 class DeliveryWorkers:
     def __init__(
         self,
@@ -60,17 +84,7 @@ class DeliveryWorkers:
             threading.Thread(target=self._work, args=(deliveries, halt), name=f"movymporter-post-{number}", daemon=True)
             for number in range(self._threads)
         ]
-        for worker in workers:
-            worker.start()
-        deadline: float | None = None
-        while alive := [worker for worker in workers if worker.is_alive()]:
-            if halt.is_set() and deadline is None:
-                deadline = time.monotonic() + grace_s
-            if deadline is not None and time.monotonic() > deadline:
-                break
-            alive[0].join(self._poll_s)
-            with self.lock:
-                self._on_idle()
+        supervise(workers, halt=halt, grace_s=grace_s, poll_s=self._poll_s, lock=self.lock, on_idle=self._on_idle)
         with self.lock:
             self._closed = True
             complete = not self.unfinished

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
-from movymporter.pool import threads_for
+from movymporter.pool import supervise, threads_for
 from movymporter.sender import Delivery, Outcome, Sender, SinkHealth, Verdict
 from movymporter.settings import Settings
 
@@ -142,17 +142,7 @@ class ProcessWorkers:
             )
             for number, (process, connection, threads) in enumerate(self._processes)
         ]
-        for feeder in feeders:
-            feeder.start()
-        deadline: float | None = None
-        while alive := [feeder for feeder in feeders if feeder.is_alive()]:
-            if halt.is_set() and deadline is None:
-                deadline = time.monotonic() + grace_s
-            if deadline is not None and time.monotonic() > deadline:
-                break
-            alive[0].join(self._poll_s)
-            with self.lock:
-                self._on_idle()
+        supervise(feeders, halt=halt, grace_s=grace_s, poll_s=self._poll_s, lock=self.lock, on_idle=self._on_idle)
         with self.lock:
             self._closed = True
             complete = not self.unfinished

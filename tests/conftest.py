@@ -17,6 +17,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.generate import Expected, write
 from movymporter.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,6 +165,17 @@ def start_sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..
     yield start
     for sink in started:
         sink.stop()
+
+
+@pytest.fixture
+def generated(tmp_path: Path) -> Callable[..., tuple[Path, Expected]]:
+    """generated(count, seed=..., extras=...): a realistic export in tmp_path and the oracle of what it holds."""
+
+    def make(count: int, **options: object) -> tuple[Path, Expected]:
+        path = tmp_path / "films.csv"
+        return path, write(path, count, **options)  # type: ignore[arg-type]
+
+    return make
 
 
 @pytest.fixture

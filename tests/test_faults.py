@@ -21,7 +21,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.generate import Expected, write
+from bench.generate import Expected
 from movymporter import pipeline
 from movymporter.settings import Settings
 from movymporter.status import ExitStatus
@@ -98,15 +98,6 @@ class WhenStored(threading.Thread):
             raise self.error
         assert self.fired_at is not None
         return self.fired_at
-
-
-@pytest.fixture
-def generated(tmp_path: Path) -> Callable[..., tuple[Path, Expected]]:
-    def make(count: int, **options: object) -> tuple[Path, Expected]:
-        path = tmp_path / "films.csv"
-        return path, write(path, count, **options)  # type: ignore[arg-type]
-
-    return make
 
 
 @pytest.mark.slow

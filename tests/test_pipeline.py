@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.generate import Expected, write, write_sample
+from bench.generate import Expected, write_sample
 from movymporter import pipeline
 from movymporter.sender import Delivery, Outcome, Sender, Verdict
 from movymporter.settings import Settings
@@ -34,15 +34,6 @@ def rejected_lines(report_dir: Path, delimiter: str = ",", encoding: str = "utf-
 
 def duplicate_lines(report_dir: Path, delimiter: str = ",") -> set[int]:
     return {int(row[0]) for row in read_csv(report_dir / "duplicates.csv", delimiter=delimiter)[1:]}
-
-
-@pytest.fixture
-def generated(tmp_path: Path) -> Callable[..., tuple[Path, Expected]]:
-    def make(count: int, **options: object) -> tuple[Path, Expected]:
-        path = tmp_path / "films.csv"
-        return path, write(path, count, **options)  # type: ignore[arg-type]
-
-    return make
 
 
 def test_flaky_sink_stores_every_valid_row_exactly_once(

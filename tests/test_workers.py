@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.generate import Expected, write
+from bench.generate import Expected
 from movymporter import pipeline
 from movymporter.report import render_summary
 from movymporter.sender import Delivery, Outcome, Sender
@@ -43,15 +43,6 @@ from tests.test_faults import WhenStored, assert_stored_exactly_once, rejected_l
 def test_concurrency_is_shared_between_the_processes(concurrency: int, processes: int, expected: list[int]) -> None:
     assert shares(concurrency, processes) == expected
     assert sum(expected) == concurrency
-
-
-@pytest.fixture
-def generated(tmp_path: Path) -> Callable[..., tuple[Path, Expected]]:
-    def make(count: int, **options: object) -> tuple[Path, Expected]:
-        path = tmp_path / "films.csv"
-        return path, write(path, count, **options)  # type: ignore[arg-type]
-
-    return make
 
 
 def worker_processes() -> list[multiprocessing.Process]:
