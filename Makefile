@@ -32,7 +32,7 @@ format: setup
 ## demo: start the sink and import the bundled sample
 demo: setup
 	@bin/setup | cat
-	@$(PY) -m movymporter --csv examples/films.csv; status=$$?; \
+	@$(PY) -m movymporter --csv examples/films.csv --url http://localhost:$${SINK_PORT:-9009}/movies; status=$$?; \
 	  echo "importer exit status: $$status (1 = some rows were rejected: the sample has real-world defects on purpose)"; \
 	  [[ $$status -le 1 ]]
 
