@@ -320,11 +320,16 @@ class Pipeline:
         if halt:
             self.halt.set()
 
+    def _sending_processes(self) -> int:
+        """How many processes send: WORKERS, but no more than requests in flight, and one when a
+        session was injected (tests), which lives in this process only."""
+        if self._session is not None:
+            return 1
+        return len(shares(self.settings.concurrency, self.settings.workers))
+
     def _start_workers(self) -> ProcessWorkers | None:
         """Sending processes (WORKERS > 1), forked before the run opens the files it writes."""
-        if self._session is not None or self._sender is None:
-            return None  # an injected session (tests) lives in this process only
-        if len(shares(self.settings.concurrency, self.settings.workers)) < 2:
+        if self._sender is None or self._sending_processes() < 2:
             return None
         return ProcessWorkers(
             self.settings,
@@ -365,7 +370,7 @@ class Pipeline:
         settings = self.settings
         sender = Sender(settings, halt=self.halt, session=self._session, sleep=self._sleep)
         sender.check_reachable()
-        processes = len(shares(settings.concurrency, settings.workers)) if self._session is None else 1
+        processes = self._sending_processes()
         log.info(
             "sending to %s, %d requests in flight at most%s",
             settings.url_out,
