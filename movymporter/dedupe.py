@@ -17,19 +17,31 @@ import os
 import struct
 import tempfile
 from array import array
+from collections.abc import Iterable, Iterator
+from functools import partial
+from operator import methodcaller
 from pathlib import Path
 from typing import IO
 
-_ENTRY = struct.Struct("<16sQ")  # digest, first line
-_TAG = struct.Struct("<I")  # the digest's first 4 bytes, as the table keeps them
+_DIGEST_BYTES = 16
+_ENTRY = struct.Struct(f"<{_DIGEST_BYTES}sQ")  # digest, first line
 _INITIAL_SLOTS = 1 << 16
 _WRITE_BYTES = 1 << 16
 """New entries wait in memory up to this size, then go to the file in one write."""
 
 
+_HASHER = partial(hashlib.blake2b, digest_size=_DIGEST_BYTES)
+_DIGEST = methodcaller("digest")
+
+
 def digest(body: bytes) -> bytes:
     """The identity of a record: equal JSON bodies, equal digests."""
-    return hashlib.blake2b(body, digest_size=16).digest()
+    return _HASHER(body).digest()
+
+
+def digests(bodies: Iterable[bytes]) -> Iterator[bytes]:
+    """`digest` of each body, computed without a Python call per body."""
+    return map(_DIGEST, map(_HASHER, bodies))
 
 
 class SeenRecords:
@@ -41,7 +53,7 @@ class SeenRecords:
         slots = _INITIAL_SLOTS
         while slots * 2 < expected * 3:
             slots *= 2
-        # One 64-bit word per slot: the digest's 32-bit tag above the record's ordinal + 1 (0 = empty).
+        # One 64-bit word per slot: the digest's first 4 bytes (its tag) above the record's ordinal + 1 (0 = empty).
         self._table = array("Q", [0]) * slots
         self._mask = slots - 1
         self._limit = slots * 2 // 3
@@ -55,24 +67,41 @@ class SeenRecords:
 
     def first_seen(self, record_digest: bytes, line: int) -> int | None:
         """The line this record first appeared on, or None (and remember it) when it is new."""
-        (tag,) = _TAG.unpack_from(record_digest)
-        table, mask = self._table, self._mask
-        slot = tag & mask
-        while word := table[slot]:
-            if word >> 32 == tag:
-                stored, first_line = self._entry((word & 0xFFFFFFFF) - 1)
-                if stored == record_digest:
-                    return first_line
-            slot = (slot + 1) & mask
-        pending = self._pending
-        pending += _ENTRY.pack(record_digest, line)
+        return self.first_seen_all((record_digest,), (line,))[0]
+
+    def first_seen_all(self, record_digests: Iterable[bytes], lines: Iterable[int]) -> list[int | None]:
+        """`first_seen` of each record in turn (a repeat within them finds the first): one call for a batch.
+
+        The loop below runs once per row of a dry run, so what can be done for the whole batch in C is
+        done before it: the tags are read as one strided view of the joined digests."""
+        known = list(record_digests)
+        if self._count + len(known) > self._limit:
+            self._grow(self._count + len(known))
+        joined = b"".join(known)
+        if len(joined) != len(known) * _DIGEST_BYTES:
+            raise ValueError(f"digests of {_DIGEST_BYTES} bytes expected")
+        tags = memoryview(joined).cast("I")[:: _DIGEST_BYTES // 4]
+        found: list[int | None] = []
+        answer, pack, pending = found.append, _ENTRY.pack, self._pending
+        table, mask, count = self._table, self._mask, self._count
+        for tag, record_digest, line in zip(tags, known, lines, strict=True):
+            slot = tag & mask
+            while word := table[slot]:
+                if word >> 32 == tag:
+                    stored, first_line = self._entry((word & 0xFFFFFFFF) - 1)
+                    if stored == record_digest:
+                        answer(first_line)
+                        break
+                slot = (slot + 1) & mask
+            else:
+                pending += pack(record_digest, line)
+                count += 1
+                table[slot] = tag << 32 | count
+                answer(None)
+        self._count = count
         if len(pending) >= _WRITE_BYTES:
             self._write()
-        self._count = count = self._count + 1
-        table[slot] = tag << 32 | count
-        if count > self._limit:
-            self._grow()
-        return None
+        return found
 
     def _entry(self, ordinal: int) -> tuple[bytes, int]:
         if ordinal >= self._written:
@@ -87,8 +116,12 @@ class SeenRecords:
         self._written += len(pending) // _ENTRY.size
         pending.clear()
 
-    def _grow(self) -> None:
-        table = array("Q", [0]) * (len(self._table) * 2)
+    def _grow(self, needed: int) -> None:
+        """Double the table until `needed` records fit under the load limit."""
+        slots = len(self._table) * 2
+        while slots * 2 // 3 < needed:
+            slots *= 2
+        table = array("Q", [0]) * slots
         mask = len(table) - 1
         for word in self._table:
             if word:

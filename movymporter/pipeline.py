@@ -26,11 +26,11 @@ from typing import IO, Any
 import requests
 
 from movymporter import __version__, metrics
-from movymporter.dedupe import SeenRecords, digest
+from movymporter.dedupe import SeenRecords, digest, digests
 from movymporter.errors import ConfigError
 from movymporter.pool import DeliveryWorkers, threads_for
 from movymporter.progress import Progress
-from movymporter.reader import CsvInput, Record, decode_errors, estimate_rows
+from movymporter.reader import CsvInput, Record, Rows, decode_errors, estimate_rows
 from movymporter.report import REPORT_COLUMNS as _REPORT_COLUMN_NAMES
 from movymporter.report import Reports, restore
 from movymporter.schema import FIELDS, Contract, column_positions, to_json
@@ -124,6 +124,8 @@ class Pipeline:
         self._reports: Reports
         self._seen: SeenRecords
         self._progress: Progress
+        self._fields: list[tuple[str, int]]
+        """Each field's column."""
 
     def run(self) -> RunResult:
         settings = self.settings
@@ -133,6 +135,7 @@ class Pipeline:
             )
             header = source.header
             positions = column_positions(source.names, header)
+            self._fields = list(positions.items())
             self._describe_input(positions)
             processes = None
             if not settings.dry_run:
@@ -162,12 +165,10 @@ class Pipeline:
                     )
                 )
             )
-            deliveries = self._deliveries(positions)
             if self._sender is None:
-                for _ in deliveries:
-                    pass  # a dry run sends nothing: every row is settled while reading
+                self._check(positions)
             else:
-                self._deliver(deliveries, processes)
+                self._deliver(self._deliveries(positions), processes)
             self._show_progress(force=True)
             unread = source.lines_read + 1 if self.stopped_early and source.has_more() else None
             if self.state is not None:
@@ -186,36 +187,25 @@ class Pipeline:
     def _deliveries(self, positions: dict[str, int]) -> Iterator[Delivery]:
         """Read, validate and settle every row; yield those to send. Runs under the workers' lock.
 
-        A row the contract's fast path finds plainly valid gets its body without the model. This loop runs
-        once per row (a dry run is little else), so what stays the same from row to row is looked up before it.
+        A row the contract's fast path finds plainly valid gets its body without the model. A dry run with
+        STOP_ON_ERRORS, or of a rejected.csv, comes this way too, sending nothing (see `_check`).
         """
-        tally, contract, state, halt, route = self.tally, self._contract, self.state, self.halt, self._route
+        tally, state, halt, route = self.tally, self.state, self.halt, self._route
         stop_on_errors = self.settings.stop_on_errors
-        fields = list(positions.items())
-        plain_body = contract.plain_body(positions, len(self._source.header))
+        plain_body = self._contract.plain_body(positions, len(self._source.header))
         from_report = self._source.is_report
         skip = REPORT_COLUMNS if from_report else 0
         for record in self._source.records():
             tally.rows += 1
             cells = [restore(cell) for cell in record.cells] if from_report else record.cells
             kept = cells[skip:] if skip else cells
-            problem = record.problem
-            if problem is not None:
-                self._reject(record.line, "read", [problem], kept)
-                self.reasons[f"{problem.code}: {_generalise(problem.message)}"] += 1
-            else:
-                body = plain_body(cells)
-                if body is None:
-                    result = contract.validate(_values(cells, fields, record))
-                    if isinstance(result, list):
-                        self._reject(record.line, "validate", result, kept)
-                        self.reasons.update(f"{p.code}: {p.rule}" for p in result)
-                    else:
-                        body = to_json(result)
-                if body is not None and (delivery := route(record, body, kept)) is not None:
-                    if state is not None:
-                        state.sending(record.line)
-                    yield delivery
+            body = plain_body(cells) if record.problem is None else None
+            if body is None:
+                body = self._validated(record, cells, kept)
+            if body is not None and (delivery := route(record, body, kept)) is not None:
+                if state is not None:
+                    state.sending(record.line)
+                yield delivery
             if state is not None:
                 state.read_past(record.end_line + 1)
             if tally.rows & 0xFF == 0:
@@ -227,6 +217,75 @@ class Pipeline:
             if stop_on_errors and (rejected := tally.rejected - self._carried_rejections) >= stop_on_errors:
                 self._stop(f"STOP_ON_ERRORS={stop_on_errors} reached ({rejected} rows rejected)", halt=False)
                 return
+
+    def _check(self, positions: dict[str, int]) -> None:
+        """A dry run: validate and count every row, a batch of plain records at a time.
+
+        This is all a dry run does, so it takes the reader's batches whole: the fast path, the digests and
+        the duplicate table each take a batch in one call, and only the rows they leave (invalid, not plain,
+        repeated) are looked at one by one. A batch is finished before a stop is seen, which a stop at the
+        N-th rejected row cannot wait for: with STOP_ON_ERRORS, or a rejected.csv whose cells need
+        restoring, rows go one by one through `_deliveries`.
+        """
+        if self.settings.stop_on_errors or self._source.is_report:
+            for _ in self._deliveries(positions):
+                pass  # nothing is yielded: a dry run settles every row while reading
+            return
+        tally, halt, seen, reports = self.tally, self.halt, self._seen, self._reports
+        keep_duplicates = self.settings.keep_duplicates
+        plain_bodies = self._contract.plain_bodies(positions, len(self._source.header))
+        next_check = 0
+        for batch in self._source.batches():
+            if type(batch) is Rows:
+                rows, first = batch.cells, batch.first
+                bodies = plain_bodies(rows)
+                lines: Sequence[int] = range(first, first + len(rows))
+                if None in bodies:
+                    for index, body in enumerate(bodies):
+                        if body is None:
+                            line = first + index
+                            bodies[index] = self._validated(Record(line, line, rows[index]), rows[index], rows[index])
+                    lines = [line for line, body in zip(lines, bodies, strict=True) if body is not None]
+                    bodies = [body for body in bodies if body is not None]
+                tally.rows += len(rows)
+            else:
+                tally.rows += 1
+                body = plain_bodies((batch.cells,))[0] if batch.problem is None else None
+                if body is None and (body := self._validated(batch, batch.cells, batch.cells)) is None:
+                    continue  # rejected: a stop is seen at the next batch
+                bodies, lines = [body], (batch.line,)
+            firsts = seen.first_seen_all(digests(bodies), lines)
+            new = firsts.count(None)
+            tally.valid += new
+            if new < len(firsts):
+                for line, first_line in zip(lines, firsts, strict=True):
+                    if first_line is None:
+                        continue
+                    if keep_duplicates:
+                        tally.duplicates_sent += 1
+                        tally.valid += 1
+                    else:
+                        tally.duplicates += 1
+                        reports.duplicate(line, first_line)
+            if tally.rows >= next_check:
+                next_check = tally.rows + 256
+                self._show_progress()
+                if self.stopped is not None or halt.is_set():
+                    return
+
+    def _validated(self, record: Record, cells: list[str], kept: list[str]) -> bytes | None:
+        """The body of a record the fast path left to the model, or None once it is rejected with its reasons."""
+        problem = record.problem
+        if problem is not None:
+            self._reject(record.line, "read", [problem], kept)
+            self.reasons[f"{problem.code}: {_generalise(problem.message)}"] += 1
+            return None
+        result = self._contract.validate(_values(cells, self._fields, record))
+        if isinstance(result, list):
+            self._reject(record.line, "validate", result, kept)
+            self.reasons.update(f"{p.code}: {p.rule}" for p in result)
+            return None
+        return to_json(result)
 
     def _route(self, record: Record, body: bytes, cells: list[str]) -> Delivery | None:
         """A valid row: skip it as a duplicate, count it (dry run, earlier runs), or return it to send."""

@@ -19,9 +19,12 @@ Records are taken in batches: `islice` pulls a few hundred from the reader and
 their lines from the tee, and one test of the batch's text finds undecodable
 bytes in any of them. A batch of single-line records without such bytes (nearly
 every batch of a real file) is handed out as it is; any other batch is put back
-and read again record by record, the careful way above. The batch is held in a
-list iterator, whose length says how many of its lines are not handed out yet,
-so `lines_read` and `has_more` do not see the read-ahead.
+and read again record by record, the careful way above. `batches` hands out
+the runs of a batch's rows that have the header's width and are not blank as
+`Rows`, for a caller that works on many rows at once, and every other record
+on its own; `records` hands out each record on its own. What is not handed out
+yet of a batch is counted (`_waiting`, and the length of a list iterator), so
+`lines_read` and `has_more` do not see the read-ahead.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from dataclasses import dataclass
 from itertools import chain, islice, tee
 from operator import length_hint
 from pathlib import Path
+from typing import NamedTuple
 
 from movymporter.errors import InputError
 from movymporter.report import REPORT_COLUMNS, restore
@@ -92,6 +96,17 @@ class Record:
     end_line: int
     cells: list[str]
     problem: ReadProblem | None = None
+
+
+class Rows(NamedTuple):
+    """Records of one line each, on the lines from `first` on, read without a problem; the records of a batch."""
+
+    first: int
+    cells: list[list[str]]
+
+    def records(self) -> list[Record]:
+        numbers = range(self.first, self.first + len(self.cells))
+        return list(map(Record, numbers, numbers, self.cells))
 
 
 def normalise_name(name: str) -> str:
@@ -204,6 +219,10 @@ class CsvInput:
         self._suspect: Callable[[str], bool] = has_undecodable if errors == "surrogateescape" else has_replaced
         self._held: Iterator[Record] = iter(())
         """The records of the current batch not handed out yet: each is one line read ahead."""
+        self._waiting = 0
+        """Lines of the current batch that `batches` has not handed out yet, when it hands it out in parts."""
+        self._type_row_possible = True
+        """The next record is the first after the header, which may be a type row."""
         self._careful_until = 0
         """Up to this line, records are read one by one (a batch that held an odd record)."""
         try:
@@ -245,7 +264,7 @@ class CsvInput:
     @property
     def lines_read(self) -> int:
         """Physical lines consumed: read from the file and not waiting to be read again."""
-        return self._base + self._csv.line_num - length_hint(self._held)
+        return self._base + self._csv.line_num - self._waiting - length_hint(self._held)
 
     @property
     def bytes_read(self) -> int:
@@ -270,7 +289,7 @@ class CsvInput:
         """Whether any line is left to read (after a stop, to tell where reading ended).
 
         Reads one line ahead and puts it back, so `lines_read` does not change."""
-        if length_hint(self._held):
+        if self._waiting or length_hint(self._held):
             return True
         waiting = self._unread()
         if not waiting:
@@ -284,25 +303,67 @@ class CsvInput:
 
     def records(self) -> Iterator[Record]:
         """Data records in file order; blank lines and the type row are counted, not yielded."""
+        for batch in self.batches():
+            if type(batch) is Rows:
+                self._held = held = iter(batch.records())
+                yield from held
+            else:
+                yield batch
+
+    def batches(self) -> Iterator[Rows | Record]:
+        """Data records in file order: runs of records of the header's width whose first cell has text (so not
+        blank) as `Rows`, any other record on its own. Blank lines and the type row are counted, not yielded."""
         width = len(self.header)
-        first = True
         while batch := self._next_batch():
+            if type(batch) is Rows:
+                yield from self._runs(batch, width)
+                continue
             self._held = held = iter(batch)
             for record in held:
-                cells = record.cells
-                if record.problem is None and (not cells or (not cells[0].strip() and not "".join(cells).strip())):
-                    self.blank_lines += record.end_line - record.line + 1
-                    continue
-                if first:
-                    first = False
-                    if is_type_row(cells):
-                        self.type_row_line = record.line
-                        continue
-                if record.problem is None and len(cells) != width:
-                    record = _wrong_width(record, width)
-                yield record
+                if (shaped := self._shaped(record, width)) is not None:
+                    yield shaped
 
-    def _next_batch(self) -> list[Record]:
+    def _runs(self, batch: Rows, width: int) -> Iterator[Rows | Record]:
+        """A batch as runs of plain rows, and the other rows (and the first record, maybe a type row) alone."""
+        rows, first = batch.cells, batch.first
+        odd = [i for i, cells in enumerate(rows) if len(cells) != width or not cells[0] or cells[0].isspace()]
+        if not odd and not self._type_row_possible:
+            yield batch
+            return
+        self._waiting = len(rows)
+        start = 0
+        for end in [*odd, len(rows)]:
+            while self._type_row_possible and start < end:
+                self._waiting -= 1
+                if (record := self._shaped(Record(first + start, first + start, rows[start]), width)) is not None:
+                    yield record
+                start += 1
+            if end > start:
+                self._waiting -= end - start
+                yield Rows(first + start, rows[start:end])
+            if end < len(rows):
+                self._waiting -= 1
+                if (record := self._shaped(Record(first + end, first + end, rows[end]), width)) is not None:
+                    yield record
+            start = end + 1
+
+    def _shaped(self, record: Record, width: int) -> Record | None:
+        """The record as handed out (a wrong width is its problem), or None for a blank line or the type row,
+        which are counted instead."""
+        cells = record.cells
+        if record.problem is None and (not cells or (_no_text(cells[0]) and not "".join(cells).strip())):
+            self.blank_lines += record.end_line - record.line + 1
+            return None
+        if self._type_row_possible:
+            self._type_row_possible = False
+            if is_type_row(cells):
+                self.type_row_line = record.line
+                return None
+        if record.problem is None and len(cells) != width:
+            return _wrong_width(record, width)
+        return record
+
+    def _next_batch(self) -> Rows | list[Record]:
         """The next records: a batch of plain single-line ones, or one record read the careful way; [] at the end.
 
         A batch that fails (a malformed or multi-line record, an undecodable byte) is put back, and its lines
@@ -321,9 +382,7 @@ class CsvInput:
         lines = list(islice(self._behind, count))
         if rows is not None and len(rows) == count and not self._suspect("".join(lines)):
             self._done = reader.line_num
-            first = self._base + start + 1
-            numbers = range(first, first + count)
-            return list(map(Record, numbers, numbers, rows))
+            return Rows(self._base + start + 1, rows) if rows else []
         self._restart(self._base + start, lines + self._unread())
         self._careful_until = self._base + max(count, 1)
         record = self._next_record()
@@ -410,6 +469,10 @@ class CsvInput:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _no_text(cell: str) -> bool:
+    return not cell or cell.isspace()
 
 
 def _wrong_width(record: Record, width: int) -> Record:

@@ -7,6 +7,7 @@ the same REPORT_DIR reads the old file while the new one is being written.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import os
@@ -46,8 +47,10 @@ class Reports:
     ) -> None:
         self.directory = directory
         # UTF-8 reports get a byte-order mark: spreadsheets then open them as UTF-8, and a report whose only
-        # non-ASCII bytes are the invalid ones is still read back as UTF-8 when it is imported again.
-        self._encoding = "utf-8-sig" if encoding in ("utf-8", "utf_8") else encoding
+        # non-ASCII bytes are the invalid ones is still read back as UTF-8 when it is imported again. The mark
+        # is written by hand: a file opened as utf-8-sig encodes every write in Python, plain utf-8 in C.
+        self._mark = "\ufeff" if codecs.lookup(encoding).name in ("utf-8", "utf-8-sig") else ""
+        self._encoding = "utf-8" if self._mark else encoding
         self._errors = errors
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -69,10 +72,15 @@ class Reports:
         self._finished = False
 
     def _open_partial(self, name: str) -> IO[str]:
-        return (self.directory / f".{name}.partial").open("w", encoding=self._encoding, errors=self._errors, newline="")
+        handle = (self.directory / f".{name}.partial").open(
+            "w", encoding=self._encoding, errors=self._errors, newline=""
+        )
+        handle.write(self._mark)
+        return handle
 
     def reject(self, line: int, stage: str, reason: str, cells: list[str]) -> None:
-        reason = reason.encode(self._encoding, errors="backslashreplace").decode(self._encoding)
+        if not reason.isascii():  # every encoding of a report can write ASCII
+            reason = reason.encode(self._encoding, errors="backslashreplace").decode(self._encoding)
         self._rejected.writerow([line, stage, reason, *map(neutralise, cells)])
 
     def duplicate(self, line: int, first_line: int) -> None:

@@ -160,3 +160,40 @@ def test_spill_file_is_anonymous_and_closed(tmp_path: Path) -> None:
     seen.close()
     seen.close()
     assert list(tmp_path.iterdir()) == []
+
+
+# --- many records in one call ---------------------------------------------------------------------
+
+TWIN_TAG = b"\x05\x06\x07\x08"
+
+
+@pytest.mark.parametrize(
+    ("batches"),
+    [
+        pytest.param([digests(300)], id="distinct-records"),
+        pytest.param([digests(5) + digests(5) + digests(2)], id="repeats-within-one-batch"),
+        pytest.param([digests(50), digests(80, start=30), digests(10, start=200)], id="repeats-across-batches"),
+        pytest.param([[with_tag(TWIN_TAG, rest % 7) for rest in range(40)]], id="tag-twins-within-one-batch"),
+        pytest.param([digests(INITIAL_SLOTS), digests(INITIAL_SLOTS + 10, start=5)], id="growth-within-a-batch"),
+        pytest.param([[], digests(3), [], digests(3)], id="empty-batches"),
+    ],
+)
+def test_first_seen_all_answers_as_first_seen_one_by_one(tmp_path: Path, batches: list[list[bytes]]) -> None:
+    """first_seen_all gives, for a batch, the answers first_seen gives for its records in turn: a repeat
+    inside the batch finds the earlier one, and the table grows mid-batch without losing a record."""
+    with SeenRecords(directory=tmp_path) as together, SeenRecords(directory=tmp_path) as alone:
+        line = 1
+        for batch in batches:
+            lines = range(line, line + len(batch))
+            expected = [alone.first_seen(d, n) for d, n in zip(batch, lines, strict=True)]
+            assert together.first_seen_all(iter(batch), lines) == expected
+            line += len(batch)
+        assert len(together) == len(alone) == len({d for batch in batches for d in batch})
+        again = [d for batch in batches for d in batch]
+        assert together.first_seen_all(iter(again), [0] * len(again)) == [alone.first_seen(d, 0) for d in again]
+
+
+def test_first_seen_all_needs_a_line_for_each_digest(seen: SeenRecords) -> None:
+    """A digest without its line (or a line without its digest) is a bug in the caller, not a silent skip."""
+    with pytest.raises(ValueError, match="zip"):
+        seen.first_seen_all(iter(digests(3)), [1, 2])

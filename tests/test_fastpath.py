@@ -12,7 +12,7 @@ so a change that quietly sends every row to pydantic fails too.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from bench.generate import write
 from movymporter import pipeline
 from movymporter.report import DUPLICATES, REJECTED
-from movymporter.schema import FIELDS, Contract, Movie, to_json
+from movymporter.schema import FIELDS, Contract, Movie, PlainBodies, to_json
 from movymporter.settings import Settings
 
 MAX_YEAR = 2026
@@ -272,19 +272,17 @@ def test_a_dry_run_reports_the_same_with_and_without_the_fast_path(
     path = tmp_path / "films.csv"
     write(path, 2000, seed=5, **options)
     taken: list[bool] = []
-    plain_body = Contract.plain_body
+    plain_bodies = Contract.plain_bodies
 
-    def counted(
-        contract: Contract, positions: Mapping[str, int], width: int | None = None
-    ) -> Callable[[Sequence[str]], bytes | None]:
-        fast = plain_body(contract, positions, width)
+    def counted(contract: Contract, positions: Mapping[str, int], width: int | None = None) -> PlainBodies:
+        fast = plain_bodies(contract, positions, width)
 
-        def body(cells: Sequence[str]) -> bytes | None:
-            found = fast(cells)
-            taken.append(found is not None)
+        def bodies(rows: Iterable[Sequence[str]]) -> list[bytes | None]:
+            found = fast(rows)
+            taken.extend(body is not None for body in found)
             return found
 
-        return body
+        return bodies
 
     def runs(label: str) -> tuple[dict[str, Any], bytes, bytes]:
         report_dir = tmp_path / label
@@ -295,9 +293,9 @@ def test_a_dry_run_reports_the_same_with_and_without_the_fast_path(
             (report_dir / DUPLICATES).read_bytes(),
         )
 
-    monkeypatch.setattr(Contract, "plain_body", counted)
+    monkeypatch.setattr(Contract, "plain_bodies", counted)
     fast = runs("fast")
-    monkeypatch.setattr(Contract, "plain_body", lambda contract, positions, width=None: lambda cells: None)
+    monkeypatch.setattr(Contract, "plain_bodies", lambda *layout: lambda rows: [None for _ in rows])
     slow = runs("model-only")
 
     assert fast == slow

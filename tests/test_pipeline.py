@@ -180,6 +180,57 @@ def test_dry_run_validates_and_reports_but_sends_nothing(
     assert result.exit_status is ExitStatus.ROWS_NOT_DELIVERED
 
 
+RUN_SPECIFIC = ("elapsed_s", "rows_per_s", "report_dir")
+
+
+@pytest.mark.parametrize("keep_duplicates", [False, True], ids=["duplicates-skipped", "duplicates-kept"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({"extras": True}, id="utf8-comma-with-structural-defects"),
+        pytest.param({"encoding": "cp1252", "delimiter": ";", "type_row": True}, id="cp1252-semicolon-type-row"),
+    ],
+)
+def test_a_dry_run_in_batches_settles_every_row_as_row_by_row(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    generated: Callable[..., tuple[Path, Expected]],
+    make_settings: Callable[..., Settings],
+    options: dict[str, object],
+    keep_duplicates: bool,
+) -> None:
+    """A dry run takes the reader's batches whole; with STOP_ON_ERRORS it goes row by row, as a send does.
+    Both give the oracle's counts and the same summary, rejected.csv and duplicates.csv, byte for byte."""
+    path, expected = generated(3000, seed=9, **options)
+
+    def dry_run(label: str, **values: object) -> tuple[dict[str, object], bytes, bytes]:
+        report_dir = tmp_path / label
+        settings = make_settings(csv_in=path, dry_run=True, report_dir=report_dir, keep_duplicates=keep_duplicates)
+        summary = pipeline.run(settings.model_copy(update=values)).summary
+        assert_accounted(summary)
+        return (
+            {key: value for key, value in summary.items() if key not in RUN_SPECIFIC},
+            (report_dir / "rejected.csv").read_bytes(),
+            (report_dir / "duplicates.csv").read_bytes(),
+        )
+
+    row_by_row = dry_run("row-by-row", stop_on_errors=len(expected.invalid_lines) + 1)
+    with monkeypatch.context() as patched:
+        patched.setattr(pipeline.Pipeline, "_deliveries", lambda *args: pytest.fail("a batch was taken apart"))
+        in_batches = dry_run("in-batches")
+
+    assert in_batches == row_by_row
+    summary = in_batches[0]
+    assert summary["invalid"] == len(expected.invalid_lines)
+    assert summary["blank"] == len(expected.blank_lines)
+    duplicates = len(expected.duplicate_lines)
+    if keep_duplicates:
+        assert (summary["duplicates"], summary["duplicates_sent"]) == (0, duplicates)
+        assert summary["valid"] == len(expected.films) + duplicates
+    else:
+        assert (summary["duplicates"], summary["valid"]) == (duplicates, len(expected.films))
+
+
 def test_stop_on_errors_stops_reading_and_says_where(
     reliable_sink: RunningSink, tmp_path: Path, make_settings: Callable[..., Settings]
 ) -> None:

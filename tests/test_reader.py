@@ -21,6 +21,7 @@ from movymporter.reader import (
     CsvInput,
     ReadProblem,
     Record,
+    Rows,
     detect_delimiter,
     detect_encoding,
     estimate_rows,
@@ -834,3 +835,80 @@ def test_batches_of_any_size_read_the_same(
         assert walk(path, peek=peek) == expected, f"batches of {size}"
     if name == "dirty":
         assert [(line, end, code) for line, end, code, _, _ in expected[0]] == DIRTY_SPANS
+
+
+# --- batches: runs of plain records handed out whole ----------------------------------------------
+
+
+def walk_batches(path: Path) -> tuple[list[tuple[int, int, str | None, list[str], int | None]], int, int | None]:
+    """As `walk`, from `batches()` taken apart: `lines_read` is known after the last record of each batch."""
+    seen: list[tuple[int, int, str | None, list[str], int | None]] = []
+    with CsvInput(path) as source:
+        for batch in source.batches():
+            records = batch.records() if isinstance(batch, Rows) else [batch]
+            for record in records:
+                code = record.problem.code if record.problem else None
+                seen.append((record.line, record.end_line, code, record.cells, None))
+            seen[-1] = (*seen[-1][:4], source.lines_read)
+        return seen, source.blank_lines, source.type_row_line
+
+
+@pytest.mark.parametrize("size", [1, 3, 1000], ids=lambda size: f"batches-of-{size}")
+@pytest.mark.parametrize("name", list(BATCH_INPUTS))
+def test_batches_hand_out_the_records_of_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, size: int
+) -> None:
+    """Taken apart, `batches()` gives the records `records()` gives, in order, with the same lines, blank
+    lines and type row; after each batch, `lines_read` is what it is after the batch's last record."""
+    path = write(tmp_path, BATCH_INPUTS[name])
+    monkeypatch.setattr("movymporter.reader._BATCH", size)
+    expected, blank, type_row = walk(path, peek=False)
+    found, found_blank, found_type_row = walk_batches(path)
+    assert (found_blank, found_type_row) == (blank, type_row)
+    assert [entry[:4] for entry in found] == [entry[:4] for entry in expected]
+    for (*_, lines_read), (*_, expected_lines_read) in zip(found, expected, strict=True):
+        assert lines_read in (None, expected_lines_read)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param(
+            b"title,year\n" + b"A,1\n" * 3,
+            [("record", 2, 1), ("rows", 3, 2)],
+            id="the-first-record-alone-then-one-run",
+        ),
+        pytest.param(
+            b"title,year\n" + b"A,1\n" * 3 + b"Short\n" + b"C,3\n" * 2,
+            [("record", 2, 1), ("rows", 3, 2), ("missing-cell", 5, 1), ("rows", 6, 2)],
+            id="a-wrong-width-row-splits-the-run",
+        ),
+        pytest.param(
+            b"title,year\n" + b"A,1\n" + b",1\n" + b" ,2\n" + b",\n" + b"B,2\n",
+            [("record", 2, 1), ("record", 3, 1), ("record", 4, 1), ("rows", 6, 1)],
+            id="an-empty-first-cell-is-looked-at-alone-and-a-blank-row-counted",
+        ),
+        pytest.param(
+            b"title,year\nSTRING,INT\n" + b"A,1\n" * 2,
+            [("rows", 3, 2)],
+            id="the-type-row-is-not-in-a-batch",
+        ),
+        pytest.param(
+            b"title,year\n" + b"A,1\n" + b'"Two\nlines",2\n' + b"B,3\n",
+            [("record", 2, 1), ("record", 3, 1), ("record", 5, 1)],
+            id="a-multi-line-record-makes-its-batch-read-one-by-one",
+        ),
+    ],
+)
+def test_batches_keep_plain_runs_whole(tmp_path: Path, data: bytes, expected: list[tuple[str, int, int]]) -> None:
+    """Rows of the header's width whose first cell has text come as one Rows per run; a row of another
+    width, or without text in its first cell, comes on its own (or is counted, when blank), and so does the
+    first record, which may be a type row."""
+    with CsvInput(write(tmp_path, data)) as source:
+        shapes = [
+            ("rows", batch.first, len(batch.cells))
+            if isinstance(batch, Rows)
+            else (batch.problem.code if batch.problem else "record", batch.line, 1)
+            for batch in source.batches()
+        ]
+    assert shapes == expected
