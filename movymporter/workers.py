@@ -12,11 +12,14 @@ worker batches of (line, body, key) and gets back one small tuple per row;
 so exactly-once delivery, resume and the reports work as with threads. A
 worker ignores Ctrl-C and SIGTERM: the main process decides when to stop and
 tells the workers, and a worker whose main process vanished stops by itself.
+Its log records go to the main process too, which writes them, under the
+worker's name, with its own handlers: above the progress bar, not across it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import queue
 import signal
@@ -34,6 +37,8 @@ from movymporter.settings import Settings
 
 FAILED = "failed"
 """Worker to main: (FAILED, a traceback): a thread of the worker hit an unexpected error."""
+LOG = "log"
+"""Worker to main: (LOG, level, logger name, message): a log record for the main process to write."""
 DONE = "done"
 """Worker to main, last message: (DONE, what its request limit did)."""
 STOP = "stop"
@@ -195,6 +200,10 @@ class ProcessWorkers:
                 if not _pipe(connection.poll, self._poll_s):
                     continue
                 message = _pipe(connection.recv)
+                if isinstance(message, tuple) and message[0] == LOG:
+                    _, level, name, text = message
+                    logging.getLogger(name).log(level, "%s: %s", process.name, text)
+                    continue
                 if isinstance(message, tuple) and message[0] == FAILED:
                     raise WorkerFailed(f"{process.name} failed:\n{message[1]}")
                 if isinstance(message, tuple) and message[0] == DONE:
@@ -238,6 +247,18 @@ class ProcessWorkers:
             self._on_lost(why)
 
 
+class _ToMainProcess(logging.Handler):
+    """A worker's only log handler: the main process owns the terminal (and the progress bar on it)."""
+
+    def __init__(self, send: Callable[[object], None]) -> None:
+        super().__init__()
+        self._send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(OSError):  # the main process is gone: nobody to tell
+            self._send((LOG, record.levelno, record.name, record.getMessage()))
+
+
 class _WorkerGone(Exception):
     """The pipe to a worker broke, or the worker ended with rows unanswered."""
 
@@ -263,11 +284,21 @@ def serve(settings: Settings, connection: Connection, not_ours: list[Connection]
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     for other in not_ours:
         other.close()
+    reply_lock = threading.RLock()
+
+    def send(message: object) -> None:
+        with reply_lock:
+            connection.send(message)
+
+    root = logging.getLogger()
+    for handler in root.handlers[:]:  # the forked copies of the main process's handlers
+        root.removeHandler(handler)
+    root.addHandler(_ToMainProcess(send))
+    root.setLevel(settings.log_level)  # a spawned worker starts without the main process's configuration
     halt = threading.Event()
     sender = Sender(settings, halt=halt)
     threads = threads_for(settings.concurrency)
     inbox: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
-    reply_lock = threading.Lock()
     outbox: list[Packed] = []
     batch = max(1, threads // 2)
 

@@ -236,3 +236,40 @@ def test_each_worker_adapts_its_own_share_and_the_summary_says_where_each_ended(
     assert sorted(limit["ceiling"] for limit in limits) == [4, 4]
     assert all(limit["adaptive"] and 1 <= limit["min"] <= limit["final"] <= 4 for limit in limits), limits
     assert "adaptive concurrency: ended at" in render_summary(summary)
+
+
+def test_a_workers_log_lines_are_written_by_the_importer_under_the_workers_name(
+    reliable_sink: RunningSink,
+    tmp_path: Path,
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A worker's log records reach the importer's own handlers (so they print above the progress bar), named
+    after the worker; the worker writes nothing to the terminal itself, and a record below LOG_LEVEL stays out."""
+    deliver = Sender.deliver
+
+    def chatty(self: Sender, delivery: Delivery) -> Outcome:
+        logging.getLogger("movymporter").warning("posting line %d", delivery.line)
+        logging.getLogger("movymporter").debug("below the level: line %d", delivery.line)
+        return deliver(self, delivery)
+
+    monkeypatch.setattr(Sender, "deliver", chatty)  # the forked workers inherit it
+    path = tmp_path / "films.csv"
+    path.write_text("title,year\n" + "".join(f"Film {n},2000\n" for n in range(20)))
+    settings = make_settings(csv_in=path, url_out=reliable_sink.movies_url, concurrency=4, workers=2)
+
+    with caplog.at_level(logging.INFO, logger="movymporter"):
+        result = pipeline.run(settings)
+
+    assert result.summary["delivered"] == 20
+    posted = [record for record in caplog.records if "posting line" in record.getMessage()]
+    assert sorted(int(record.getMessage().rsplit(" ", 1)[1]) for record in posted) == list(range(2, 22))
+    assert {record.getMessage().split(":", 1)[0] for record in posted} == {
+        "movymporter-worker-0",
+        "movymporter-worker-1",
+    }
+    assert all(record.levelno == logging.WARNING and record.process == os.getpid() for record in posted)
+    assert not any("below the level" in record.getMessage() for record in caplog.records)
+    assert "posting line" not in capfd.readouterr().err
