@@ -17,7 +17,7 @@ import os
 import struct
 import tempfile
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from functools import partial
 from operator import methodcaller
 from pathlib import Path
@@ -25,6 +25,9 @@ from typing import IO
 
 _DIGEST_BYTES = 16
 _ENTRY = struct.Struct(f"<{_DIGEST_BYTES}sQ")  # digest, first line
+_TAG = struct.Struct("=I")
+"""A digest's tag: its first 4 bytes as an unsigned int in this machine's byte order, as `first_seen_all`
+reads them too (the table lives in memory only)."""
 _INITIAL_SLOTS = 1 << 16
 _WRITE_BYTES = 1 << 16
 """New entries wait in memory up to this size, then go to the file in one write."""
@@ -53,7 +56,7 @@ class SeenRecords:
         slots = _INITIAL_SLOTS
         while slots * 2 < expected * 3:
             slots *= 2
-        # One 64-bit word per slot: the digest's first 4 bytes (its tag) above the record's ordinal + 1 (0 = empty).
+        # One 64-bit word per slot: the digest's tag above the record's ordinal + 1 (0 = empty).
         self._table = array("Q", [0]) * slots
         self._mask = slots - 1
         self._limit = slots * 2 // 3
@@ -67,19 +70,37 @@ class SeenRecords:
 
     def first_seen(self, record_digest: bytes, line: int) -> int | None:
         """The line this record first appeared on, or None (and remember it) when it is new."""
-        return self.first_seen_all((record_digest,), (line,))[0]
+        (tag,) = _TAG.unpack_from(record_digest)
+        table, mask = self._table, self._mask
+        slot = tag & mask
+        while word := table[slot]:
+            if word >> 32 == tag:
+                stored, first_line = self._entry((word & 0xFFFFFFFF) - 1)
+                if stored == record_digest:
+                    return first_line
+            slot = (slot + 1) & mask
+        pending = self._pending
+        pending += _ENTRY.pack(record_digest, line)
+        if len(pending) >= _WRITE_BYTES:
+            self._write()
+        self._count = count = self._count + 1
+        table[slot] = tag << 32 | count
+        if count > self._limit:
+            self._grow(count)
+        return None
 
-    def first_seen_all(self, record_digests: Iterable[bytes], lines: Iterable[int]) -> list[int | None]:
+    def first_seen_all(self, record_digests: Iterable[bytes], lines: Sequence[int]) -> list[int | None]:
         """`first_seen` of each record in turn (a repeat within them finds the first): one call for a batch.
 
-        The loop below runs once per row of a dry run, so what can be done for the whole batch in C is
-        done before it: the tags are read as one strided view of the joined digests."""
+        The same lookup as `first_seen`, written out again because it runs once per row of a dry run:
+        what can be done for the whole batch in C is done before the loop (the tags are read as one
+        strided view of the joined digests, the table grows ahead), and the loop makes no call of ours."""
         known = list(record_digests)
+        joined = b"".join(known)
+        if len(lines) != len(known) or len(joined) != len(known) * _DIGEST_BYTES:
+            raise ValueError(f"one digest of {_DIGEST_BYTES} bytes for each line expected")
         if self._count + len(known) > self._limit:
             self._grow(self._count + len(known))
-        joined = b"".join(known)
-        if len(joined) != len(known) * _DIGEST_BYTES:
-            raise ValueError(f"digests of {_DIGEST_BYTES} bytes expected")
         tags = memoryview(joined).cast("I")[:: _DIGEST_BYTES // 4]
         found: list[int | None] = []
         answer, pack, pending = found.append, _ENTRY.pack, self._pending

@@ -187,8 +187,8 @@ class Pipeline:
     def _deliveries(self, positions: dict[str, int]) -> Iterator[Delivery]:
         """Read, validate and settle every row; yield those to send. Runs under the workers' lock.
 
-        A row the contract's fast path finds plainly valid gets its body without the model. A dry run with
-        STOP_ON_ERRORS, or of a rejected.csv, comes this way too, sending nothing (see `_check`).
+        A row the contract's fast path finds plainly valid gets its body without the model. A dry run of a
+        rejected.csv comes this way too, sending nothing (see `_check`).
         """
         tally, state, halt, route = self.tally, self.state, self.halt, self._route
         stop_on_errors = self.settings.stop_on_errors
@@ -214,64 +214,82 @@ class Pipeline:
                     state.save()
             if self.stopped is not None or halt.is_set():  # stopped_early, without a property call per row
                 return
-            if stop_on_errors and (rejected := tally.rejected - self._carried_rejections) >= stop_on_errors:
-                self._stop(f"STOP_ON_ERRORS={stop_on_errors} reached ({rejected} rows rejected)", halt=False)
+            if stop_on_errors and self._rejected_enough():
                 return
 
     def _check(self, positions: dict[str, int]) -> None:
-        """A dry run: validate and count every row, a batch of plain records at a time.
+        """A dry run: validate and count every row, a run of plain rows at a time.
 
-        This is all a dry run does, so it takes the reader's batches whole: the fast path, the digests and
-        the duplicate table each take a batch in one call, and only the rows they leave (invalid, not plain,
-        repeated) are looked at one by one. A batch is finished before a stop is seen, which a stop at the
-        N-th rejected row cannot wait for: with STOP_ON_ERRORS, or a rejected.csv whose cells need
-        restoring, rows go one by one through `_deliveries`.
+        This is all a dry run does, so it takes the reader's runs whole: the fast path, the digests and the
+        duplicate table each take a run in one call, and only the rows they leave (invalid, not plain,
+        repeated) are looked at one by one. A stop at the N-th rejected row (STOP_ON_ERRORS) gives the rest
+        of its run back to the reader; Ctrl-C is seen between runs. A rejected.csv, whose cells need
+        restoring, goes row by row.
         """
-        if self.settings.stop_on_errors or self._source.is_report:
-            for _ in self._deliveries(positions):
-                pass  # nothing is yielded: a dry run settles every row while reading
+        if self._source.is_report:
+            self._check_row_by_row(positions)
             return
-        tally, halt, seen, reports = self.tally, self.halt, self._seen, self._reports
-        keep_duplicates = self.settings.keep_duplicates
-        plain_bodies = self._contract.plain_bodies(positions, len(self._source.header))
+        tally, halt, seen, source = self.tally, self.halt, self._seen, self._source
+        stop_on_errors = self.settings.stop_on_errors
+        plain_bodies = self._contract.plain_bodies(positions, len(source.header))
         next_check = 0
-        for batch in self._source.batches():
+        for batch in source.batches():
             if type(batch) is Rows:
                 rows, first = batch.cells, batch.first
-                bodies = plain_bodies(rows)
-                lines: Sequence[int] = range(first, first + len(rows))
-                if None in bodies:
-                    for index, body in enumerate(bodies):
-                        if body is None:
-                            line = first + index
-                            bodies[index] = self._validated(Record(line, line, rows[index]), rows[index], rows[index])
-                    lines = [line for line, body in zip(lines, bodies, strict=True) if body is not None]
-                    bodies = [body for body in bodies if body is not None]
                 tally.rows += len(rows)
+                found = plain_bodies(rows)
+                if None in found:
+                    for index, body in enumerate(found):
+                        if body is not None:
+                            continue
+                        line = first + index
+                        found[index] = body = self._validated(Record(line, line, rows[index]), rows[index], rows[index])
+                        if body is None and stop_on_errors and self._rejected_enough():
+                            unused = len(rows) - index - 1
+                            tally.rows -= unused
+                            source.give_back(unused)
+                            del found[index + 1 :]
+                            break
+                    lines = [first + index for index, body in enumerate(found) if body is not None]
+                    bodies = [body for body in found if body is not None]
+                else:
+                    lines, bodies = range(first, first + len(rows)), found
             else:
                 tally.rows += 1
                 body = plain_bodies((batch.cells,))[0] if batch.problem is None else None
-                if body is None and (body := self._validated(batch, batch.cells, batch.cells)) is None:
-                    continue  # rejected: a stop is seen at the next batch
-                bodies, lines = [body], (batch.line,)
-            firsts = seen.first_seen_all(digests(bodies), lines)
-            new = firsts.count(None)
-            tally.valid += new
-            if new < len(firsts):
-                for line, first_line in zip(lines, firsts, strict=True):
-                    if first_line is None:
-                        continue
-                    if keep_duplicates:
-                        tally.duplicates_sent += 1
-                        tally.valid += 1
-                    else:
-                        tally.duplicates += 1
-                        reports.duplicate(line, first_line)
+                if body is None:
+                    body = self._validated(batch, batch.cells, batch.cells)
+                if body is None and stop_on_errors and self._rejected_enough():
+                    return
+                lines, bodies = ((batch.line,), [body]) if body is not None else ((), [])
+            if bodies:
+                firsts = seen.first_seen_all(digests(bodies), lines)
+                new = firsts.count(None)
+                tally.valid += new
+                if new < len(firsts):
+                    for line, first_line in zip(lines, firsts, strict=True):
+                        if first_line is not None and not self._skipped_as_duplicate(line, first_line):
+                            tally.valid += 1
+            if self.stopped is not None:
+                return
             if tally.rows >= next_check:
                 next_check = tally.rows + 256
                 self._show_progress()
-                if self.stopped is not None or halt.is_set():
+                if halt.is_set():
                     return
+
+    def _check_row_by_row(self, positions: dict[str, int]) -> None:
+        for _ in self._deliveries(positions):
+            pass  # nothing is yielded: a dry run settles every row while reading
+
+    def _rejected_enough(self) -> bool:
+        """Whether this run has rejected STOP_ON_ERRORS rows (rows an earlier run rejected do not count); if so,
+        stop reading."""
+        limit = self.settings.stop_on_errors
+        if limit and (rejected := self.tally.rejected - self._carried_rejections) >= limit:
+            self._stop(f"STOP_ON_ERRORS={limit} reached ({rejected} rows rejected)", halt=False)
+            return True
+        return False
 
     def _validated(self, record: Record, cells: list[str], kept: list[str]) -> bytes | None:
         """The body of a record the fast path left to the model, or None once it is rejected with its reasons."""
@@ -287,17 +305,23 @@ class Pipeline:
             return None
         return to_json(result)
 
+    def _skipped_as_duplicate(self, line: int, first_line: int) -> bool:
+        """Count a repeat of line `first_line`: skipped and listed, or (--keep-duplicates) to be sent all the same."""
+        if self.settings.keep_duplicates:
+            self.tally.duplicates_sent += 1
+            return False
+        self.tally.duplicates += 1
+        self._reports.duplicate(line, first_line)
+        return True
+
     def _route(self, record: Record, body: bytes, cells: list[str]) -> Delivery | None:
         """A valid row: skip it as a duplicate, count it (dry run, earlier runs), or return it to send."""
         tally, line = self.tally, record.line
         record_digest = digest(body)
         first_line = self._seen.first_seen(record_digest, line)
         if first_line is not None:
-            if not self.settings.keep_duplicates:
-                tally.duplicates += 1
-                self._reports.duplicate(line, first_line)
+            if self._skipped_as_duplicate(line, first_line):
                 return None
-            tally.duplicates_sent += 1
             # Each copy sent on purpose needs its own key, stable across re-runs of the same file.
             record_digest = hashlib.blake2b(record_digest + line.to_bytes(8, "little"), digest_size=16).digest()
         if self._sender is None:

@@ -301,6 +301,11 @@ class CsvInput:
         self._restart(self.lines_read, waiting)
         return True
 
+    def give_back(self, rows: int) -> None:
+        """The last `rows` rows of the Rows just handed out were not used, and the caller reads no further:
+        `lines_read` and `has_more` count them as not read."""
+        self._waiting += rows
+
     def records(self) -> Iterator[Record]:
         """Data records in file order; blank lines and the type row are counted, not yielded."""
         for batch in self.batches():

@@ -195,5 +195,5 @@ def test_first_seen_all_answers_as_first_seen_one_by_one(tmp_path: Path, batches
 
 def test_first_seen_all_needs_a_line_for_each_digest(seen: SeenRecords) -> None:
     """A digest without its line (or a line without its digest) is a bug in the caller, not a silent skip."""
-    with pytest.raises(ValueError, match="zip"):
+    with pytest.raises(ValueError, match="one digest"):
         seen.first_seen_all(iter(digests(3)), [1, 2])

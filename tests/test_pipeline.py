@@ -14,6 +14,7 @@ import pytest
 
 from bench.generate import Expected, write_sample
 from movymporter import pipeline
+from movymporter.report import Reports
 from movymporter.sender import Delivery, Outcome, Sender, Verdict
 from movymporter.settings import Settings
 from movymporter.status import ExitStatus
@@ -183,7 +184,15 @@ def test_dry_run_validates_and_reports_but_sends_nothing(
 RUN_SPECIFIC = ("elapsed_s", "rows_per_s", "report_dir")
 
 
-@pytest.mark.parametrize("keep_duplicates", [False, True], ids=["duplicates-skipped", "duplicates-kept"])
+@pytest.mark.parametrize(
+    ("keep_duplicates", "stop_on_errors"),
+    [
+        pytest.param(False, 0, id="duplicates-skipped"),
+        pytest.param(True, 0, id="duplicates-kept"),
+        pytest.param(False, 37, id="stopped-at-the-37th-rejected-row"),
+        pytest.param(False, 1, id="stopped-at-the-first-rejected-row"),
+    ],
+)
 @pytest.mark.parametrize(
     "options",
     [
@@ -198,15 +207,23 @@ def test_a_dry_run_in_batches_settles_every_row_as_row_by_row(
     make_settings: Callable[..., Settings],
     options: dict[str, object],
     keep_duplicates: bool,
+    stop_on_errors: int,
 ) -> None:
-    """A dry run takes the reader's batches whole; with STOP_ON_ERRORS it goes row by row, as a send does.
-    Both give the oracle's counts and the same summary, rejected.csv and duplicates.csv, byte for byte."""
+    """A dry run takes the reader's runs of plain rows whole; a send goes row by row. Both give the same summary
+    (where a STOP_ON_ERRORS stop left off included), rejected.csv and duplicates.csv, byte for byte, and the
+    oracle's counts."""
     path, expected = generated(3000, seed=9, **options)
 
-    def dry_run(label: str, **values: object) -> tuple[dict[str, object], bytes, bytes]:
+    def dry_run(label: str) -> tuple[dict[str, object], bytes, bytes]:
         report_dir = tmp_path / label
-        settings = make_settings(csv_in=path, dry_run=True, report_dir=report_dir, keep_duplicates=keep_duplicates)
-        summary = pipeline.run(settings.model_copy(update=values)).summary
+        settings = make_settings(
+            csv_in=path,
+            dry_run=True,
+            report_dir=report_dir,
+            keep_duplicates=keep_duplicates,
+            stop_on_errors=stop_on_errors,
+        )
+        summary = pipeline.run(settings).summary
         assert_accounted(summary)
         return (
             {key: value for key, value in summary.items() if key not in RUN_SPECIFIC},
@@ -214,13 +231,20 @@ def test_a_dry_run_in_batches_settles_every_row_as_row_by_row(
             (report_dir / "duplicates.csv").read_bytes(),
         )
 
-    row_by_row = dry_run("row-by-row", stop_on_errors=len(expected.invalid_lines) + 1)
     with monkeypatch.context() as patched:
-        patched.setattr(pipeline.Pipeline, "_deliveries", lambda *args: pytest.fail("a batch was taken apart"))
+        patched.setattr(pipeline.Pipeline, "_check", pipeline.Pipeline._check_row_by_row)
+        row_by_row = dry_run("row-by-row")
+    with monkeypatch.context() as patched:
+        patched.setattr(pipeline.Pipeline, "_deliveries", lambda *args: pytest.fail("a run was taken apart"))
         in_batches = dry_run("in-batches")
 
     assert in_batches == row_by_row
     summary = in_batches[0]
+    if stop_on_errors:
+        assert summary["invalid"] == stop_on_errors
+        assert summary["stopped"] == f"STOP_ON_ERRORS={stop_on_errors} reached ({stop_on_errors} rows rejected)"
+        assert summary["unread_from_line"] == expected.invalid_lines[stop_on_errors - 1] + 1
+        return
     assert summary["invalid"] == len(expected.invalid_lines)
     assert summary["blank"] == len(expected.blank_lines)
     duplicates = len(expected.duplicate_lines)
@@ -229,6 +253,31 @@ def test_a_dry_run_in_batches_settles_every_row_as_row_by_row(
         assert summary["valid"] == len(expected.films) + duplicates
     else:
         assert (summary["duplicates"], summary["valid"]) == (duplicates, len(expected.films))
+
+
+def test_ctrl_c_stops_a_dry_run_whose_every_row_is_rejected(
+    tmp_path: Path, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A halt is seen within a few hundred rows even when no row is plain (here a header with one column too
+    many), and the summary says where reading stopped."""
+    path = tmp_path / "films.csv"
+    path.write_text("title,year,notes\n" + "".join(f"Film {n},2000\n" for n in range(5000)))
+    halt = threading.Event()
+    reject = Reports.reject
+
+    def reject_and_press_ctrl_c_at_the_100th(reports: Reports, line: int, *args: object) -> None:
+        reject(reports, line, *args)  # type: ignore[arg-type]
+        if line == 101:
+            halt.set()
+
+    monkeypatch.setattr(Reports, "reject", reject_and_press_ctrl_c_at_the_100th)
+    result = pipeline.run(make_settings(csv_in=path, dry_run=True), halt=halt)
+
+    summary = result.summary
+    assert result.exit_status is ExitStatus.INTERRUPTED
+    assert 100 <= summary["invalid"] == summary["rows"] <= 100 + 256
+    assert summary["unread_from_line"] == summary["rows"] + 2
+    assert_accounted(summary)
 
 
 def test_stop_on_errors_stops_reading_and_says_where(

@@ -912,3 +912,20 @@ def test_batches_keep_plain_runs_whole(tmp_path: Path, data: bytes, expected: li
             for batch in source.batches()
         ]
     assert shapes == expected
+
+
+@pytest.mark.parametrize("unused", [0, 1, 4], ids=["all-used", "the-last-row-unused", "all-but-the-first-unused"])
+def test_rows_given_back_count_as_not_read(tmp_path: Path, unused: int) -> None:
+    """A caller that stops inside a Rows gives back the rows it did not use: `lines_read` ends before them and
+    `has_more` sees them, as after a row-by-row stop at the same place."""
+    data = b"title,year\nFirst,1\n" + b"".join(b"Film %d,2000\n" % n for n in range(5))
+    with CsvInput(write(tmp_path, data)) as source:
+        batches = source.batches()
+        next(batches)  # the first record comes alone (it may be a type row)
+        rows = next(batches)
+        assert isinstance(rows, Rows)
+        assert (rows.first, len(rows.cells)) == (3, 5)
+        source.give_back(unused)
+        assert source.lines_read == 7 - unused
+        assert source.has_more() is (unused > 0)
+        assert source.lines_read == 7 - unused
