@@ -218,9 +218,11 @@ class CsvInput:
             self.size = path.stat().st_size
         self._suspect: Callable[[str], bool] = has_undecodable if errors == "surrogateescape" else has_replaced
         self._held: Iterator[Record] = iter(())
-        """The records of the current batch not handed out yet: each is one line read ahead."""
+        """Records read but not handed out yet, one line each: of a careful batch in `batches`, or of the
+        current Rows in `records`."""
         self._waiting = 0
-        """Lines of the current batch that `batches` has not handed out yet, when it hands it out in parts."""
+        """Lines read but not handed out yet by `batches` when it hands a batch out in parts (these are not in
+        `_held`), or given back by the caller."""
         self._type_row_possible = True
         """The next record is the first after the header, which may be a type row."""
         self._careful_until = 0
@@ -310,7 +312,7 @@ class CsvInput:
         """Data records in file order; blank lines and the type row are counted, not yielded."""
         for batch in self.batches():
             if type(batch) is Rows:
-                self._held = held = iter(batch.records())
+                self._held = held = iter(batch.records())  # `batches` holds nothing while it waits here
                 yield from held
             else:
                 yield batch
