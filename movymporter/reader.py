@@ -312,7 +312,7 @@ class CsvInput:
         """Data records in file order; blank lines and the type row are counted, not yielded."""
         for batch in self.batches():
             if type(batch) is Rows:
-                self._held = held = iter(batch.records())  # `batches` holds nothing while it waits here
+                self._held = held = iter(batch.records())  # `batches` has nothing in `_held` while it waits at a Rows
                 yield from held
             else:
                 yield batch
