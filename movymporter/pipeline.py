@@ -48,6 +48,8 @@ _SETTLED_AS = {Verdict.DELIVERED: DELIVERED, Verdict.REJECTED: SINK_REJECTED, Ve
 STATE_FILE = "state.sqlite"
 REPORT_COLUMNS = len(_REPORT_COLUMN_NAMES)
 """line, stage, reason: the columns a rejected.csv adds before the input's own."""
+_ANNOUNCE_KEY_BYTES = 1 << 30
+"""Files from this size on take a noticeable time to fingerprint for the resume state: the log says so."""
 _NUMBER = re.compile(r"\b\d+(\.\d+)?\b")
 _QUOTED = re.compile(r'"[^"]*"')
 
@@ -151,8 +153,8 @@ class Pipeline:
                 header=header[REPORT_COLUMNS:] if source.is_report else header,
             )
             parts.enter_context(contextlib.closing(self._reports))
-            if not settings.dry_run:
-                self.state = parts.enter_context(contextlib.closing(self._open_state()))
+            if not settings.dry_run and (state := self._open_state()) is not None:
+                self.state = parts.enter_context(contextlib.closing(state))
             before = self._scrape()
             self._seen = parts.enter_context(SeenRecords(expected=estimate_rows(self.path, source.size)))
             self._progress = parts.enter_context(
@@ -379,11 +381,20 @@ class Pipeline:
             self._carried_rejections += 1
         self._reports.reject(line, stage, "; ".join(map(str, problems)), cells)
 
-    def _open_state(self) -> ResumeState:
+    def _open_state(self) -> ResumeState | None:
+        """The resume state of this input; None after a Ctrl-C while the file was read to know it (nothing
+        is sent then, so there is nothing to record)."""
         settings = self.settings
+        if self._source.size >= _ANNOUNCE_KEY_BYTES:
+            log.info("reading the whole file once, to know it again on a re-run (%.1f GB)", self._source.size / 1e9)
+        key = input_key(
+            self.path, settings.url_out, settings.keep_duplicates, self._contract.max_year, __version__, halt=self.halt
+        )
+        if key is None:
+            return None
         state = ResumeState(
             settings.state_dir / STATE_FILE,
-            input_key(self.path, settings.url_out, settings.keep_duplicates, self._contract.max_year, __version__),
+            key,
             path=self.path,
             url=settings.url_out,
             fresh=settings.fresh,

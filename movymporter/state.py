@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -58,11 +59,15 @@ CREATE TABLE IF NOT EXISTS exceptions (
 """
 
 
-def input_key(path: Path, url: str, *decisions: object) -> str:
-    """Identity of an import: the file's content, where it goes, and what decides which rows are sent."""
+def input_key(path: Path, url: str, *decisions: object, halt: threading.Event | None = None) -> str | None:
+    """Identity of an import: the file's content, where it goes, and what decides which rows are sent.
+
+    Reading a big file takes a while (about a second a GB); None when `halt` is set before the end."""
     digest = hashlib.blake2b(digest_size=20)
     with path.open("rb") as stream:
         while chunk := stream.read(1 << 20):
+            if halt is not None and halt.is_set():
+                return None
             digest.update(chunk)
     digest.update(repr((url, *decisions)).encode())
     return digest.hexdigest()

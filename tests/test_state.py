@@ -300,3 +300,54 @@ def test_changing_keep_duplicates_starts_afresh(
     assert keeping.summary["already_delivered"] == 0
     assert keeping.summary["duplicates_sent"] == 1
     assert len(reliable_sink.stored()) == 3
+
+
+class _SetAfter(threading.Event):
+    """An Event that becomes set once it has been asked `after` times: a Ctrl-C in the middle of a long read."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.asked, self.after = 0, after
+
+    def is_set(self) -> bool:
+        self.asked += 1
+        return self.asked > self.after or super().is_set()
+
+
+@pytest.mark.parametrize(
+    ("after", "finished"),
+    [
+        pytest.param(10**6, True, id="never-set-the-key-is-known"),
+        pytest.param(2, False, id="set-while-reading-no-key"),
+        pytest.param(0, False, id="set-before-no-key"),
+    ],
+)
+def test_input_key_stops_reading_when_halted(tmp_path: Path, after: int, finished: bool) -> None:
+    """The whole file is read to know it; a Ctrl-C in the middle of a big file stops that read at once."""
+    path = tmp_path / "in.csv"
+    path.write_bytes(b"title,year\n" + b"A film,2000\n" * 400_000)  # about 5 MB: 5 reads of 1 MiB
+    halt = _SetAfter(after)
+    key = input_key(path, "http://x", halt=halt)
+    assert (key == input_key(path, "http://x")) is finished
+    assert (key is None) is not finished
+    assert halt.asked <= min(after + 1, 5)
+
+
+def test_a_ctrl_c_while_the_file_is_fingerprinted_sends_nothing_and_records_nothing(
+    reliable_sink: RunningSink, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    """Stopped before the file was known, a run sends no row and leaves no state behind; the next run sends all."""
+    path = tmp_path / "films.csv"
+    path.write_text("title,year\n" + "".join(f"Film {n},2000\n" for n in range(50)))
+    settings = make_settings(csv_in=path, url_out=reliable_sink.movies_url)
+    halt = _SetAfter(0)
+
+    stopped = pipeline.run(settings, halt=halt)
+    complete = pipeline.run(settings)
+
+    assert stopped.exit_status is ExitStatus.INTERRUPTED
+    assert (stopped.summary["rows"], stopped.summary["unread_from_line"]) == (0, 2)
+    assert stopped.summary["resumed_before_line"] is None
+    assert complete.summary["resumed_before_line"] is None
+    assert complete.summary["delivered"] == 50
+    assert reliable_sink.post_counts() == {"201": 50}
