@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -122,6 +123,18 @@ def _settings_from_tests_only(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name.upper(), raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _no_handler_left_by_the_cli() -> Iterator[None]:
+    """The CLI points the root logger at the test's captured stderr (basicConfig(force=True)), which pytest
+    closes after the test: take that handler away again, or later tests log through a dead stream."""
+    before, level = set(logging.root.handlers), logging.root.level
+    yield
+    for handler in logging.root.handlers[:]:
+        if type(handler) is logging.StreamHandler and handler not in before:
+            logging.root.removeHandler(handler)
+    logging.root.setLevel(level)
+
+
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     """Settings from keyword arguments only (no .env), reports under tmp_path, quick retries."""
@@ -134,6 +147,13 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
     return make
+
+
+def write_films(folder: Path, count: int, header: str = "title,year") -> Path:
+    """folder/films.csv: `header`, then `count` valid films ("Film 0", "Film 1", ... of 2000), one per line."""
+    path = folder / "films.csv"
+    path.write_text(header + "\n" + "".join(f"Film {n},2000\n" for n in range(count)))
+    return path
 
 
 def read_csv(path: Path, *, delimiter: str = ",", encoding: str = "utf-8-sig") -> list[list[str]]:

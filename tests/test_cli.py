@@ -16,7 +16,7 @@ import pytest
 
 from movymporter.cli import build_parser, main
 from movymporter.status import ExitStatus
-from tests.conftest import ROOT, RunningSink
+from tests.conftest import ROOT, RunningSink, write_films
 
 GOOD = "title,year\nA,2000\nB,2001\n"
 
@@ -155,7 +155,7 @@ def test_full_run_prints_the_summary_and_exits_1_when_rows_were_rejected(
 def test_sigint_drains_writes_reports_and_exits_130(start_sink: Callable[..., RunningSink], tmp_path: Path) -> None:
     """Ctrl-C: stop reading, finish what is in flight, write every report, exit 130."""
     sink = start_sink(failure_rate=0, latency_ms=20)
-    (tmp_path / "films.csv").write_text("title,year\n" + "".join(f"Film {n},2000\n" for n in range(20000)))
+    write_films(tmp_path, 20000)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
         [sys.executable, "-m", "movymporter", "--csv", "films.csv", "--url", sink.movies_url, "--concurrency", "4"],
@@ -222,7 +222,7 @@ def test_a_second_ctrl_c_quits_at_once_and_the_rerun_completes_exactly_once(
 ) -> None:
     """Two Ctrl-C: exit 130 without waiting for slow answers; the saved state is consistent, so a re-run finishes."""
     sink = start_sink(failure_rate=0, latency_ms=2000)
-    (tmp_path / "films.csv").write_text("title,year\n" + "".join(f"Film {n},2000\n" for n in range(60)))
+    write_films(tmp_path, 60)
     args = ["--csv", "films.csv", "--url", sink.movies_url, "--concurrency", "20", "--timeout", "30"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(

@@ -18,7 +18,7 @@ from movymporter.report import Reports
 from movymporter.sender import Delivery, Outcome, Sender, Verdict
 from movymporter.settings import Settings
 from movymporter.status import ExitStatus
-from tests.conftest import ROOT, RunningSink, assert_accounted, read_csv
+from tests.conftest import ROOT, RunningSink, assert_accounted, read_csv, write_films
 
 SAMPLE = ROOT / "examples" / "films.csv"
 FILM_KEYS = ("year", "title", "subject", "actor", "actress", "director")
@@ -260,8 +260,7 @@ def test_ctrl_c_stops_a_dry_run_whose_every_row_is_rejected(
 ) -> None:
     """A halt is seen within a few hundred rows even when no row is plain (here a header with one column too
     many), and the summary says where reading stopped."""
-    path = tmp_path / "films.csv"
-    path.write_text("title,year,notes\n" + "".join(f"Film {n},2000\n" for n in range(5000)))
+    path = write_films(tmp_path, 5000, header="title,year,notes")
     halt = threading.Event()
     reject = Reports.reject
 
@@ -387,8 +386,7 @@ def test_a_404_stops_the_run_as_a_configuration_problem(
     not_found_server: str, tmp_path: Path, make_settings: Callable[..., Settings]
 ) -> None:
     """401/403/404/405 mean the URL or credentials are wrong: stop at once instead of failing every row."""
-    path = tmp_path / "films.csv"
-    path.write_text("title,year\n" + "".join(f"Film {n},2000\n" for n in range(500)))
+    path = write_films(tmp_path, 500)
     settings = make_settings(csv_in=path, url_out=not_found_server, concurrency=4)
 
     result = pipeline.run(settings)
@@ -408,8 +406,7 @@ def test_halt_drains_in_flight_rows_and_reports_interrupted(
 ) -> None:
     """A halt (what Ctrl-C sets) stops reading, lets requests in flight finish, and exits 130 with full reports."""
     sink = start_sink(failure_rate=0, latency_ms=10)
-    path = tmp_path / "films.csv"
-    path.write_text("title,year\n" + "".join(f"Film {n},2000\n" for n in range(5000)))
+    path = write_films(tmp_path, 5000)
     settings = make_settings(csv_in=path, url_out=sink.movies_url, concurrency=4)
     halt = threading.Event()
     timer = threading.Timer(0.5, halt.set)
@@ -451,8 +448,7 @@ def test_rows_still_unanswered_after_the_grace_period_stay_accounted_for(
         return Outcome(delivery, Verdict.DELIVERED, attempts=1, statuses=[201])
 
     monkeypatch.setattr(Sender, "deliver", hangs)
-    path = tmp_path / "films.csv"
-    path.write_text("title,year\n" + "".join(f"Film {n},2000\n" for n in range(50)))
+    path = write_films(tmp_path, 50)
     settings = make_settings(
         csv_in=path, url_out=reliable_sink.movies_url, concurrency=2, connect_timeout=0.1, read_timeout=0.1
     )

@@ -13,7 +13,7 @@ from movymporter.errors import ConfigError
 from movymporter.settings import Settings
 from movymporter.state import DELIVERED, FAILED, SINK_REJECTED, ResumeState, from_ranges, input_key, to_ranges
 from movymporter.status import ExitStatus
-from tests.conftest import RunningSink, assert_accounted
+from tests.conftest import RunningSink, assert_accounted, write_films
 
 
 class FakeClock:
@@ -271,8 +271,7 @@ def test_a_rerun_stopped_near_the_top_does_not_make_the_next_one_send_again(
     reliable_sink: RunningSink, tmp_path: Path, make_settings: Callable[..., Settings]
 ) -> None:
     """Complete, then a re-run interrupted at once, then another: the third sends nothing (none twice)."""
-    path = tmp_path / "films.csv"
-    path.write_text("title,year\n" + "".join(f"Film {n},2000\n" for n in range(300)))
+    path = write_films(tmp_path, 300)
     settings = make_settings(csv_in=path, url_out=reliable_sink.movies_url)
     pipeline.run(settings)
     stopped_at_once = threading.Event()
@@ -337,8 +336,7 @@ def test_a_ctrl_c_while_the_file_is_fingerprinted_sends_nothing_and_records_noth
     reliable_sink: RunningSink, tmp_path: Path, make_settings: Callable[..., Settings]
 ) -> None:
     """Stopped before the file was known, a run sends no row and leaves no state behind; the next run sends all."""
-    path = tmp_path / "films.csv"
-    path.write_text("title,year\n" + "".join(f"Film {n},2000\n" for n in range(50)))
+    path = write_films(tmp_path, 50)
     settings = make_settings(csv_in=path, url_out=reliable_sink.movies_url)
     halt = _SetAfter(0)
 

@@ -26,7 +26,7 @@ from movymporter.sender import Delivery, Outcome, Sender
 from movymporter.settings import Settings
 from movymporter.status import ExitStatus
 from movymporter.workers import WorkerFailed, shares
-from tests.conftest import ROOT, RunningSink, assert_accounted
+from tests.conftest import ROOT, RunningSink, assert_accounted, write_films
 from tests.test_faults import WhenStored, assert_stored_exactly_once, rejected_lines, wait_for
 
 
@@ -80,8 +80,7 @@ def test_worker_processes_deliver_every_valid_row_exactly_once(
 def test_one_request_slot_is_sent_from_the_importers_own_process(
     reliable_sink: RunningSink, tmp_path: Path, make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = tmp_path / "films.csv"
-    path.write_text("title,year\n" + "".join(f"Film {n},2000\n" for n in range(20)))
+    path = write_films(tmp_path, 20)
     settings = make_settings(csv_in=path, url_out=reliable_sink.movies_url, concurrency=1, workers=4)
 
     with caplog.at_level(logging.INFO, logger="movymporter"):
@@ -150,7 +149,7 @@ def test_workers_stop_by_themselves_when_the_importer_is_killed(
 ) -> None:
     """SIGKILL leaves the workers no message; they notice their pipe closed and end once their requests end."""
     sink = start_sink(failure_rate=0, latency_ms=300)
-    (tmp_path / "films.csv").write_text("title,year\n" + "".join(f"Film {n},2000\n" for n in range(400)))
+    write_films(tmp_path, 400)
     args = ["--csv", "films.csv", "--url", sink.movies_url, "--concurrency", "8", "--workers", "2", "--timeout", "5"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
@@ -181,8 +180,7 @@ def test_a_halt_reaches_workers_that_were_already_told_there_are_no_more_rows(
     """A small file is handed out at once; Ctrl-C must still cut the workers' retries short, not leave
     them retrying until the grace period ends."""
     sink = start_sink(failure_rate=1)
-    path = tmp_path / "films.csv"
-    path.write_text("title,year\n" + "".join(f"Film {n},2000\n" for n in range(20)))
+    path = write_films(tmp_path, 20)
     settings = make_settings(csv_in=path, url_out=sink.movies_url, concurrency=4, workers=2, max_attempts=100)
     halt = threading.Event()
     threading.Timer(0.5, halt.set).start()
@@ -209,8 +207,7 @@ def test_an_unexpected_error_in_a_worker_stops_the_run_with_its_traceback(
         raise RuntimeError("a bug in the sender")
 
     monkeypatch.setattr(Sender, "deliver", broken)  # the forked workers inherit it
-    path = tmp_path / "films.csv"
-    path.write_text("title,year\n" + "".join(f"Film {n},2000\n" for n in range(50)))
+    path = write_films(tmp_path, 50)
     settings = make_settings(csv_in=path, url_out=reliable_sink.movies_url, concurrency=4, workers=2)
 
     with pytest.raises(WorkerFailed, match="RuntimeError: a bug in the sender"):
@@ -256,8 +253,7 @@ def test_a_workers_log_lines_are_written_by_the_importer_under_the_workers_name(
         return deliver(self, delivery)
 
     monkeypatch.setattr(Sender, "deliver", chatty)  # the forked workers inherit it
-    path = tmp_path / "films.csv"
-    path.write_text("title,year\n" + "".join(f"Film {n},2000\n" for n in range(20)))
+    path = write_films(tmp_path, 20)
     settings = make_settings(csv_in=path, url_out=reliable_sink.movies_url, concurrency=4, workers=2)
 
     with caplog.at_level(logging.INFO, logger="movymporter"):
