@@ -21,10 +21,12 @@ from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_random_exponential
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
+from urllib3.connection import HTTPSConnection
 from urllib3.exceptions import InvalidHeader
 from urllib3.util import Retry
 
 from movymporter import __version__
+from movymporter.deadline import Watchdog, WatchedHTTPConnection, WatchedHTTPSConnection
 from movymporter.errors import SinkUnreachable
 from movymporter.settings import Settings
 from movymporter.throttle import AdaptiveLimit, Admission
@@ -189,6 +191,9 @@ class ReusingAdapter(HTTPAdapter):
         pool = self._pools.get(key)
         if pool is None:
             pool = self._pools[key] = super().get_connection_with_tls_context(request, verify, proxies, cert)
+            # Connections that tell a Watchdog which socket an attempt uses (urllib3's documented attribute).
+            https = pool.ConnectionCls is HTTPSConnection
+            pool.ConnectionCls = WatchedHTTPSConnection if https else WatchedHTTPConnection
         return pool
 
     def request_url(self, request: requests.PreparedRequest, proxies: dict[str, str] | None) -> str:
@@ -279,6 +284,8 @@ class Sender:
         self.admission = Admission(settings.concurrency)
         """Threads working on rows; the pool running `deliver` on many threads enters and leaves it."""
         self._retrying = make_retrying(settings, self._giving_up, self.admission.backing_off(sleep or halt.wait))
+        self._deadline = Watchdog(settings.connect_timeout + settings.read_timeout)
+        """READ_TIMEOUT bounds the whole answer (urllib3 bounds each read), connecting included."""
 
     def _giving_up(self) -> bool:
         return self._halt.is_set() or self.health.down
@@ -346,12 +353,20 @@ class Sender:
         answers_before = self.health.answers
         started = time.monotonic()
         response: requests.Response | None = None
+        cut = False
         try:
             try:
-                answer = self._adapter.send(
-                    request, timeout=self._timeout, verify=self._post_verify, proxies=self.proxies
-                )
-                answer.content  # noqa: B018 - reads the body, which hands the connection back to the pool
+                self._deadline.arm()
+                try:
+                    answer = self._adapter.send(
+                        request, timeout=self._timeout, verify=self._post_verify, proxies=self.proxies
+                    )
+                    answer.content  # noqa: B018 - reads the body, which hands the connection back to the pool
+                finally:
+                    cut = self._deadline.disarm()
+                if cut:
+                    # The end of a cut stream can pass for the end of the headers, or of a body without a length.
+                    raise requests.exceptions.ReadTimeout("cut at the deadline")
                 response = answer
             finally:
                 self.slots.release()
@@ -362,6 +377,10 @@ class Sender:
             self._no_answer(outcome, error, answers_before)
             raise
         except NO_ANSWER_ERRORS as error:
+            if cut:
+                late = requests.exceptions.ReadTimeout(f"no complete answer within {self._deadline.seconds:g} s")
+                self._no_answer(outcome, late, answers_before)
+                raise late from None
             self._no_answer(outcome, error, answers_before)
             raise
         outcome.counted += 1
@@ -408,6 +427,7 @@ class Sender:
         return dict(self._headers) if same_origin else {}
 
     def close(self) -> None:
+        self._deadline.close()
         self.session.close()
 
 

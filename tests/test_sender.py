@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import shutil
 import socket
@@ -11,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from email.utils import formatdate
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -1045,3 +1047,76 @@ def test_the_adapter_answers_repeated_posts_to_one_url_from_memory(reliable_sink
     assert adapter.request_url(other, {}) == "/metrics"
     assert session.send(request, timeout=5).status_code == 201
     assert session.send(other, timeout=5).status_code == 200
+
+
+# --- the answer deadline against real sockets ------------------------------------------------
+
+
+@pytest.fixture
+def trickling_sink() -> Iterator[tuple[str, list[float]]]:
+    """A server that answers each POST with a status line and then one header byte every 0.2 s, never ending
+    the answer: each read is quick, the answer never comes. (URL, when each request arrived)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.1)
+    stop = threading.Event()
+    arrivals: list[float] = []
+
+    def trickle(connection: socket.socket) -> None:
+        with connection, contextlib.suppress(OSError):  # OSError: the client cut the connection
+            connection.recv(65536)
+            arrivals.append(time.monotonic())
+            connection.sendall(b"HTTP/1.1 201 Created\r\nX-Slow: ")
+            while not stop.wait(0.2):
+                connection.sendall(b"a")
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # closed at the end of the test
+            threading.Thread(target=trickle, args=(connection,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/movies", arrivals
+    stop.set()
+    server.close()
+
+
+def test_an_answer_that_trickles_in_is_cut_at_the_deadline(trickling_sink: tuple[str, list[float]]) -> None:
+    """urllib3's read timeout bounds each read; CONNECT_TIMEOUT + READ_TIMEOUT bound the whole answer. Attempts
+    against a sink that never finishes its answer end at that deadline as timeouts, until UNREACHABLE_AFTER
+    stops the row, instead of holding it (and its thread) for ever."""
+    url, arrivals = trickling_sink
+    deadline = {"connect_timeout": 0.3, "read_timeout": 0.7}
+    sender = make_sender([], sleep=time.sleep, url_out=url, unreachable_after=2.5, **deadline)
+    started = time.monotonic()
+
+    outcome = sender.deliver(DELIVERY)
+
+    elapsed = time.monotonic() - started
+    sender.close()
+    assert outcome.verdict is Verdict.ABORTED
+    assert outcome.reason == "not delivered: the sink stopped answering (last: timeout)"
+    assert 2.5 <= elapsed < 2.5 + 1.0 + BACKOFF_MAX + 1.0
+    assert outcome.unanswered == outcome.attempts == len(arrivals) >= 2
+    gaps = [later - earlier for earlier, later in pairwise(arrivals)]
+    assert all(gap >= 1.0 for gap in gaps), gaps  # each attempt lasted its deadline (0.3 + 0.7 s)
+
+
+def test_answers_within_the_deadline_are_never_cut(reliable_sink: RunningSink) -> None:
+    """Armed and disarmed around every attempt, the deadline cuts nothing that answers in time, not even a
+    pooled connection that waits idle between rows for longer than the deadline."""
+    sender = make_sender([], url_out=reliable_sink.movies_url, connect_timeout=0.1, read_timeout=0.2)
+    outcomes = []
+    for line in range(30):
+        outcomes.append(sender.deliver(Delivery(line, [], b'{"title":"Heat %d","year":1995}' % line, f"key-{line}")))
+        if line % 10 == 0:
+            time.sleep(0.5)  # idle past the deadline
+    sender.close()
+
+    assert [outcome.verdict for outcome in outcomes] == [Verdict.DELIVERED] * 30
+    assert [outcome.attempts for outcome in outcomes] == [1] * 30
+    assert reliable_sink.post_counts() == {"201": 30}
