@@ -81,7 +81,9 @@ class Reports:
     def reject(self, line: int, stage: str, reason: str, cells: list[str]) -> None:
         if not reason.isascii():  # every encoding of a report can write ASCII
             reason = reason.encode(self._encoding, errors="backslashreplace").decode(self._encoding)
-        self._rejected.writerow([line, stage, reason, *map(neutralise, cells)])
+        if any(map(_NEEDS_GUARD.match, cells)):  # seldom: the test alone costs a third of neutralising each cell
+            cells = list(map(neutralise, cells))
+        self._rejected.writerow([line, stage, reason, *cells])
 
     def duplicate(self, line: int, first_line: int) -> None:
         self._duplicates.writerow([line, first_line])
