@@ -1,141 +1,158 @@
 """Exact duplicate detection for files of any length, at 8 bytes of memory per table slot.
 
-Each distinct record is known by a 128-bit digest of its JSON. The digests (and
-the line that first had them) go to an append-only temporary file; memory holds
-only an open-addressing table of 32-bit tags taken from the digest, next to the
-ordinal of the record in that file. A lookup compares tags in memory and reads
-the file only when a tag matches, which is almost always a real duplicate, so
-the answer is exact while a million distinct rows cost about 16 MB (a Python
-dict of the same would cost over 100 MB; SQLite would cost 2-3 us per row in
-B-tree inserts).
+Each record is known by a 128-bit fingerprint of its key (see `schema.record_key`).
+The fingerprints, and the line of each, go to two append-only temporary files;
+memory holds only an open-addressing table of 32-bit tags taken from the
+fingerprint, next to the ordinal of the record in those files. A lookup
+compares tags in memory and reads the files only when a tag matches, which is
+almost always a real duplicate, so the answer is exact while a million distinct
+rows cost about 16 MB (a Python dict of the same would cost over 100 MB; SQLite
+would cost 2-3 us per row in B-tree inserts).
+
+The fingerprint is XXH3-128 with a seed drawn for each run: a tenth of the cost
+of blake2b per row, which a dry run feels, and a seed no input file can know, so
+no file can be written to make two different records collide. It is used for
+nothing that outlives the run.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import struct
+import secrets
+import sys
 import tempfile
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
-from functools import partial
+from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat
 from operator import methodcaller
 from pathlib import Path
 from typing import IO
 
-_DIGEST_BYTES = 16
-_ENTRY = struct.Struct(f"<{_DIGEST_BYTES}sQ")  # digest, first line
-_TAG = struct.Struct("=I")
-"""A digest's tag: its first 4 bytes as an unsigned int in this machine's byte order, as `first_seen_all`
-reads them too (the table lives in memory only)."""
+import xxhash
+
+from movymporter.errors import InputError
+
+FINGERPRINT_BYTES = 16
+_LINE = array("Q")
+_LINE_BYTES = _LINE.itemsize
 _INITIAL_SLOTS = 1 << 16
-_WRITE_BYTES = 1 << 16
-"""New entries wait in memory up to this size, then go to the file in one write."""
+_WRITE_ENTRIES = 1 << 12
+"""New entries wait in memory up to this many, then go to the files in one write each."""
+_MAX_ENTRIES = (1 << 32) - 1
+"""A table word has 32 bits for the ordinal."""
+_ENCODE = methodcaller("encode", "utf-8", "surrogatepass")
+
+Fingerprints = Callable[[Iterable[str]], Iterable[bytes]]
+"""Keys -> one 16-byte fingerprint each, in order."""
 
 
-_HASHER = partial(hashlib.blake2b, digest_size=_DIGEST_BYTES)
-_DIGEST = methodcaller("digest")
+def seeded_fingerprints(seed: int) -> Fingerprints:
+    """XXH3-128 of each key's UTF-8, with `seed`: no Python call per key."""
 
+    def fingerprints(keys: Iterable[str]) -> Iterable[bytes]:
+        return map(xxhash.xxh3_128_digest, map(_ENCODE, keys), repeat(seed))
 
-def digest(body: bytes) -> bytes:
-    """The identity of a record: equal JSON bodies, equal digests."""
-    return _HASHER(body).digest()
-
-
-def digests(bodies: Iterable[bytes]) -> Iterator[bytes]:
-    """`digest` of each body, computed without a Python call per body."""
-    return map(_DIGEST, map(_HASHER, bodies))
+    return fingerprints
 
 
 class SeenRecords:
     """Remembers every distinct record of a run and the line it first appeared on."""
 
-    def __init__(self, directory: Path | None = None, expected: int = 0) -> None:
-        """`expected` (an estimate of the rows) sizes the table once, so a big file never pays for doubling."""
-        self._file: IO[bytes] = tempfile.TemporaryFile(prefix="movymporter-seen-", dir=directory)  # noqa: SIM115
+    def __init__(
+        self, directory: Path | None = None, expected: int = 0, fingerprints: Fingerprints | None = None
+    ) -> None:
+        """`expected` (an estimate of the rows) sizes the table once, so a big file never pays for doubling.
+        `fingerprints` is for tests that need records to collide; by default each instance draws its own seed."""
+        self._fingerprints = fingerprints or seeded_fingerprints(secrets.randbits(64))
+        self._files: list[IO[bytes]] = []
+        try:
+            for kind in ("fingerprints", "lines"):
+                self._files.append(tempfile.TemporaryFile(prefix=f"movymporter-seen-{kind}-", dir=directory))  # noqa: SIM115
+        except BaseException:
+            self.close()
+            raise
         slots = _INITIAL_SLOTS
         while slots * 2 < expected * 3:
             slots *= 2
-        # One 64-bit word per slot: the digest's tag above the record's ordinal + 1 (0 = empty).
+        # One 64-bit word per slot: the fingerprint's tag above the entry's ordinal + 1 (0 = empty).
         self._table = array("Q", [0]) * slots
         self._mask = slots - 1
         self._limit = slots * 2 // 3
         self._count = 0
+        """Distinct records in the table."""
+        self._entries = 0
+        """Entries stored (repeats included: a batch is stored whole); those from `_written` on wait in memory."""
         self._written = 0
-        """Entries in the file; those after it wait in `_pending`."""
         self._pending = bytearray()
+        self._pending_lines = array("Q")
 
     def __len__(self) -> int:
         return self._count
 
-    def first_seen(self, record_digest: bytes, line: int) -> int | None:
+    def first_seen(self, key: str, line: int) -> int | None:
         """The line this record first appeared on, or None (and remember it) when it is new."""
-        (tag,) = _TAG.unpack_from(record_digest)
-        table, mask = self._table, self._mask
-        slot = tag & mask
-        while word := table[slot]:
-            if word >> 32 == tag:
-                stored, first_line = self._entry((word & 0xFFFFFFFF) - 1)
-                if stored == record_digest:
-                    return first_line
-            slot = (slot + 1) & mask
-        pending = self._pending
-        pending += _ENTRY.pack(record_digest, line)
-        if len(pending) >= _WRITE_BYTES:
-            self._write()
-        self._count = count = self._count + 1
-        table[slot] = tag << 32 | count
-        if count > self._limit:
-            self._grow(count)
-        return None
+        repeated = self.repeats((key,), (line,))
+        return repeated[0][1] if repeated else None
 
-    def first_seen_all(self, record_digests: Iterable[bytes], lines: Sequence[int]) -> list[int | None]:
-        """`first_seen` of each record in turn (a repeat within them finds the first): one call for a batch.
+    def repeats(self, keys: Iterable[str], lines: Sequence[int]) -> list[tuple[int, int]]:
+        """Remember the records of a batch (a repeat within it finds the first) and return, for each one seen
+        before, its index in the batch and the line it first appeared on.
 
-        The same lookup as `first_seen`, written out again because it runs once per row of a dry run:
-        what can be done for the whole batch in C is done before the loop (the tags are read as one
-        strided view of the joined digests, the table grows ahead), and the loop makes no call of ours."""
-        known = list(record_digests)
-        joined = b"".join(known)
-        if len(lines) != len(known) or len(joined) != len(known) * _DIGEST_BYTES:
-            raise ValueError(f"one digest of {_DIGEST_BYTES} bytes for each line expected")
-        if self._count + len(known) > self._limit:
-            self._grow(self._count + len(known))
-        tags = memoryview(joined).cast("I")[:: _DIGEST_BYTES // 4]
-        found: list[int | None] = []
-        answer, pack, pending = found.append, _ENTRY.pack, self._pending
-        table, mask, count = self._table, self._mask, self._count
-        for tag, record_digest, line in zip(tags, known, lines, strict=True):
+        This runs once per batch of a dry run, so what can be done for the whole batch in C is: the
+        fingerprints, their storage, and the tags (one strided view of the joined fingerprints). What is left
+        in Python is the walk along the table, which makes no call of ours unless a tag matches."""
+        joined = b"".join(self._fingerprints(keys))
+        size = len(lines)
+        if len(joined) != size * FINGERPRINT_BYTES:
+            raise ValueError("one key for each line expected")
+        if self._count + size > self._limit:
+            self._grow(self._count + size)
+        base = self._entries
+        if base + size > _MAX_ENTRIES:
+            raise InputError(f"more than {_MAX_ENTRIES:,} rows to tell apart: split the file")
+        self._pending += joined
+        self._pending_lines.extend(lines)
+        self._entries += size
+        tags = memoryview(joined).cast("I")[:: FINGERPRINT_BYTES // 4]
+        table, mask, fingerprint_at, line_at = self._table, self._mask, self._fingerprint_at, self._line_at
+        found: list[tuple[int, int]] = []
+        for ordinal, tag in enumerate(tags, start=base + 1):
             slot = tag & mask
             while word := table[slot]:
                 if word >> 32 == tag:
-                    stored, first_line = self._entry((word & 0xFFFFFFFF) - 1)
-                    if stored == record_digest:
-                        answer(first_line)
+                    stored = (word & 0xFFFFFFFF) - 1
+                    if fingerprint_at(stored) == fingerprint_at(ordinal - 1):
+                        found.append((ordinal - 1 - base, line_at(stored)))
                         break
                 slot = (slot + 1) & mask
             else:
-                pending += pack(record_digest, line)
-                count += 1
-                table[slot] = tag << 32 | count
-                answer(None)
-        self._count = count
-        if len(pending) >= _WRITE_BYTES:
+                table[slot] = tag << 32 | ordinal
+        self._count += size - len(found)
+        if len(self._pending_lines) >= _WRITE_ENTRIES:
             self._write()
         return found
 
-    def _entry(self, ordinal: int) -> tuple[bytes, int]:
+    def _fingerprint_at(self, ordinal: int) -> bytes:
         if ordinal >= self._written:
-            return _ENTRY.unpack_from(self._pending, (ordinal - self._written) * _ENTRY.size)
-        return _ENTRY.unpack(os.pread(self._file.fileno(), _ENTRY.size, ordinal * _ENTRY.size))
+            start = (ordinal - self._written) * FINGERPRINT_BYTES
+            return bytes(self._pending[start : start + FINGERPRINT_BYTES])
+        return os.pread(self._files[0].fileno(), FINGERPRINT_BYTES, ordinal * FINGERPRINT_BYTES)
+
+    def _line_at(self, ordinal: int) -> int:
+        if ordinal >= self._written:
+            return self._pending_lines[ordinal - self._written]
+        return int.from_bytes(os.pread(self._files[1].fileno(), _LINE_BYTES, ordinal * _LINE_BYTES), sys.byteorder)
 
     def _write(self) -> None:
-        """Move the pending entries to the end of the file, flushed: `_entry` reads the file below its buffer."""
-        pending = self._pending
-        self._file.write(pending)
-        self._file.flush()
-        self._written += len(pending) // _ENTRY.size
-        pending.clear()
+        """Move the pending entries to the end of the files, flushed: the reads above go below their buffers."""
+        fingerprints, lines = self._files
+        fingerprints.write(self._pending)
+        fingerprints.flush()
+        lines.write(self._pending_lines.tobytes())
+        lines.flush()
+        self._written = self._entries
+        self._pending.clear()
+        del self._pending_lines[:]
 
     def _grow(self, needed: int) -> None:
         """Double the table until `needed` records fit under the load limit."""
@@ -153,7 +170,8 @@ class SeenRecords:
         self._table, self._mask, self._limit = table, mask, len(table) * 2 // 3
 
     def close(self) -> None:
-        self._file.close()
+        for file in self._files:
+            file.close()
 
     def __enter__(self) -> SeenRecords:
         return self

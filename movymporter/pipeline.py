@@ -26,14 +26,14 @@ from typing import IO, Any
 import requests
 
 from movymporter import __version__, metrics
-from movymporter.dedupe import SeenRecords, digest, digests
+from movymporter.dedupe import SeenRecords
 from movymporter.errors import ConfigError
 from movymporter.pool import DeliveryWorkers, threads_for
 from movymporter.progress import Progress
 from movymporter.reader import CsvInput, Record, Rows, decode_errors, estimate_rows
 from movymporter.report import REPORT_COLUMNS as _REPORT_COLUMN_NAMES
 from movymporter.report import Reports, restore
-from movymporter.schema import FIELDS, Contract, column_positions, to_json
+from movymporter.schema import FIELDS, Contract, Movie, column_positions, plain_body, record_key, to_json
 from movymporter.sender import Delivery, Outcome, Sender, Verdict
 from movymporter.settings import Settings
 from movymporter.state import DELIVERED, FAILED, SINK_REJECTED, ResumeState, input_key
@@ -189,22 +189,23 @@ class Pipeline:
     def _deliveries(self, positions: dict[str, int]) -> Iterator[Delivery]:
         """Read, validate and settle every row; yield those to send. Runs under the workers' lock.
 
-        A row the contract's fast path finds plainly valid gets its body without the model. A dry run of a
-        rejected.csv comes this way too, sending nothing (see `_check`).
+        A row the contract's fast path finds plainly valid gets its key (and, when it is sent, its body) without
+        the model. A dry run of a rejected.csv comes this way too, sending nothing (see `_check`).
         """
         tally, state, halt, route = self.tally, self.state, self.halt, self._route
         stop_on_errors = self.settings.stop_on_errors
-        plain_body = self._contract.plain_body(positions, len(self._source.header))
+        plain_key = self._contract.plain_key(positions, len(self._source.header))
         from_report = self._source.is_report
         skip = REPORT_COLUMNS if from_report else 0
         for record in self._source.records():
             tally.rows += 1
             cells = [restore(cell) for cell in record.cells] if from_report else record.cells
             kept = cells[skip:] if skip else cells
-            body = plain_body(cells) if record.problem is None else None
-            if body is None:
-                body = self._validated(record, cells, kept)
-            if body is not None and (delivery := route(record, body, kept)) is not None:
+            key = plain_key(cells) if record.problem is None else None
+            body = None
+            if key is None and (movie := self._validated(record, cells, kept)) is not None:
+                key, body = record_key(movie), to_json(movie)
+            if key is not None and (delivery := route(record, key, body, kept)) is not None:
                 if state is not None:
                     state.sending(record.line)
                 yield delivery
@@ -222,56 +223,56 @@ class Pipeline:
     def _check(self, positions: dict[str, int]) -> None:
         """A dry run: validate and count every row, a run of plain rows at a time.
 
-        This is all a dry run does, so it takes the reader's runs whole: the fast path, the digests and the
-        duplicate table each take a run in one call, and only the rows they leave (invalid, not plain,
-        repeated) are looked at one by one. A stop at the N-th rejected row (STOP_ON_ERRORS) gives the rest
-        of its run back to the reader; Ctrl-C is seen between runs. A rejected.csv, whose cells need
-        restoring, goes row by row.
+        This is all a dry run does, so it takes the reader's runs whole: the fast path and the duplicate table
+        each take a run in one call, and only the rows they leave (invalid, not plain, repeated) are looked at
+        one by one. No body is written: the record keys are all the duplicate table needs. A stop at the N-th
+        rejected row (STOP_ON_ERRORS) gives the rest of its run back to the reader; Ctrl-C is seen between runs.
+        A rejected.csv, whose cells need restoring, goes row by row.
         """
         if self._source.is_report:
             self._check_row_by_row(positions)
             return
         tally, halt, seen, source = self.tally, self.halt, self._seen, self._source
         stop_on_errors = self.settings.stop_on_errors
-        plain_bodies = self._contract.plain_bodies(positions, len(source.header))
+        plain_keys = self._contract.plain_keys(positions, len(source.header))
         next_check = 0
         for batch in source.batches():
             if type(batch) is Rows:
                 rows, first = batch.cells, batch.first
                 tally.rows += len(rows)
-                found = plain_bodies(rows)
+                found = plain_keys(rows)
                 if None in found:
-                    for index, body in enumerate(found):
-                        if body is not None:
+                    for index, key in enumerate(found):
+                        if key is not None:
                             continue
                         line = first + index
-                        found[index] = body = self._validated(Record(line, line, rows[index]), rows[index], rows[index])
-                        if body is None and stop_on_errors and self._rejected_enough():
+                        movie = self._validated(Record(line, line, rows[index]), rows[index], rows[index])
+                        if movie is not None:
+                            found[index] = record_key(movie)
+                        elif stop_on_errors and self._rejected_enough():
                             unused = len(rows) - index - 1
                             tally.rows -= unused
                             source.give_back(unused)
                             del found[index + 1 :]
                             break
-                    lines = [first + index for index, body in enumerate(found) if body is not None]
-                    bodies = [body for body in found if body is not None]
+                    lines: Sequence[int] = [first + index for index, key in enumerate(found) if key is not None]
+                    keys = [key for key in found if key is not None]
                 else:
-                    lines, bodies = range(first, first + len(rows)), found
+                    lines, keys = range(first, first + len(rows)), found
             else:
                 tally.rows += 1
-                body = plain_bodies((batch.cells,))[0] if batch.problem is None else None
-                if body is None:
-                    body = self._validated(batch, batch.cells, batch.cells)
-                if body is None and stop_on_errors and self._rejected_enough():
+                key = plain_keys((batch.cells,))[0] if batch.problem is None else None
+                if key is None and (movie := self._validated(batch, batch.cells, batch.cells)) is not None:
+                    key = record_key(movie)
+                if key is None and stop_on_errors and self._rejected_enough():
                     return
-                lines, bodies = ((batch.line,), [body]) if body is not None else ((), [])
-            if bodies:
-                firsts = seen.first_seen_all(digests(bodies), lines)
-                new = firsts.count(None)
-                tally.valid += new
-                if new < len(firsts):
-                    for line, first_line in zip(lines, firsts, strict=True):
-                        if first_line is not None and not self._skipped_as_duplicate(line, first_line):
-                            tally.valid += 1
+                lines, keys = ((batch.line,), [key]) if key is not None else ((), [])
+            if keys:
+                repeated = seen.repeats(keys, lines)
+                tally.valid += len(keys) - len(repeated)
+                for index, first_line in repeated:
+                    if not self._skipped_as_duplicate(lines[index], first_line):
+                        tally.valid += 1
             if self.stopped is not None:
                 return
             if tally.rows >= next_check:
@@ -293,8 +294,8 @@ class Pipeline:
             return True
         return False
 
-    def _validated(self, record: Record, cells: list[str], kept: list[str]) -> bytes | None:
-        """The body of a record the fast path left to the model, or None once it is rejected with its reasons."""
+    def _validated(self, record: Record, cells: list[str], kept: list[str]) -> Movie | None:
+        """A record the fast path left to the model, as a Movie, or None once it is rejected with its reasons."""
         problem = record.problem
         if problem is not None:
             self._reject(record.line, "read", [problem], kept)
@@ -305,7 +306,7 @@ class Pipeline:
             self._reject(record.line, "validate", result, kept)
             self.reasons.update(f"{p.code}: {p.rule}" for p in result)
             return None
-        return to_json(result)
+        return result
 
     def _skipped_as_duplicate(self, line: int, first_line: int) -> bool:
         """Count a repeat of line `first_line`: skipped and listed, or (--keep-duplicates) to be sent all the same."""
@@ -316,16 +317,14 @@ class Pipeline:
         self._reports.duplicate(line, first_line)
         return True
 
-    def _route(self, record: Record, body: bytes, cells: list[str]) -> Delivery | None:
-        """A valid row: skip it as a duplicate, count it (dry run, earlier runs), or return it to send."""
+    def _route(self, record: Record, key: str, body: bytes | None, cells: list[str]) -> Delivery | None:
+        """A valid row: skip it as a duplicate, count it (dry run, earlier runs), or return it to send.
+
+        `body` is None for a row of the fast path, whose body is written from its key only if it is sent."""
         tally, line = self.tally, record.line
-        record_digest = digest(body)
-        first_line = self._seen.first_seen(record_digest, line)
-        if first_line is not None:
-            if self._skipped_as_duplicate(line, first_line):
-                return None
-            # Each copy sent on purpose needs its own key, stable across re-runs of the same file.
-            record_digest = hashlib.blake2b(record_digest + line.to_bytes(8, "little"), digest_size=16).digest()
+        first_line = self._seen.first_seen(key, line)
+        if first_line is not None and self._skipped_as_duplicate(line, first_line):
+            return None
         if self._sender is None:
             tally.valid += 1
             return None
@@ -338,7 +337,10 @@ class Pipeline:
             self._carried_rejections += 1
             self._sink_rejected(line, self.state.reason(line), cells)
             return None
-        return Delivery(line, cells, body, record_digest.hex())
+        if body is None:
+            body = plain_body(key)
+        copy_line = line if first_line is not None else None  # a repeat sent on purpose (--keep-duplicates)
+        return Delivery(line, cells, body, idempotency_key(body, copy_line))
 
     def _on_outcome(self, outcome: Outcome) -> None:
         tally, delivery, verdict = self.tally, outcome.delivery, outcome.verdict
@@ -583,6 +585,15 @@ def run(
         progress_bar=progress_bar,
     )
     return pipeline.run()
+
+
+def idempotency_key(body: bytes, copy_line: int | None = None) -> str:
+    """The Idempotency-Key of a POST: the same for the same body, run after run, so a sink that honours it drops
+    a repeat. A repeat sent on purpose (--keep-duplicates) gets its own, from its line, stable across re-runs."""
+    digest = hashlib.blake2b(body, digest_size=16).digest()
+    if copy_line is not None:
+        digest = hashlib.blake2b(digest + copy_line.to_bytes(8, "little"), digest_size=16).digest()
+    return digest.hex()
 
 
 def _values(cells: list[str], fields: list[tuple[str, int]], record: Record) -> dict[str, str]:

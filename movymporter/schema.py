@@ -7,10 +7,11 @@ frictionless reports and a plain sentence. A valid row becomes the JSON body
 of one POST.
 
 Most rows of a real export are plainly valid, and pydantic costs several
-microseconds a row. `Contract.plain_bodies` recognises such rows with one
-regular expression and a few string tests, and writes the body that
-`to_json` would give; any row it is not sure about goes to the model, so
-pydantic stays the single statement of the contract (and of its messages).
+microseconds a row. `Contract.plain_keys` recognises such rows with one
+regular expression and a few string tests, and gives the key that
+`record_key` would give (and `plain_body` the body `to_json` would); any row
+it is not sure about goes to the model, so pydantic stays the single statement
+of the contract (and of its messages).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import product
 from operator import itemgetter
 from typing import Annotated, Any
@@ -70,13 +72,22 @@ def _fail(code: str, rule: str, value: object | None = None) -> PydanticCustomEr
     return PydanticCustomError(code, rule + shown, {"rule": rule})
 
 
+_REMEMBERED = 4096
+"""Valid cells remembered by each rule below (a few distinct values make up most of a column): a row the model
+checks, most often because one of its cells is invalid, then costs a lookup for each of the others."""
+
+
 def _year(value: Any, info: ValidationInfo) -> int:
-    text = str(value).strip()
+    return _year_of(str(value), info.context["max_year"] if info.context else dt.date.today().year)
+
+
+@lru_cache(maxsize=_REMEMBERED)
+def _year_of(value: str, last: int) -> int:
+    text = value.strip()
     if not text:
         raise _fail(CONSTRAINT_ERROR, "year is required")
     if not _INTEGER.match(text):
         raise _fail(TYPE_ERROR, "year must be a whole number", _shown(text))
-    last = info.context["max_year"] if info.context else dt.date.today().year
     # A year of more than 6 digits is out of range whatever it is; int() of a huge one is slow or refused.
     year = int(text) if len(text) <= 6 else None
     if year is None or not FIRST_YEAR <= year <= last:
@@ -104,14 +115,24 @@ def _shown(text: str) -> str:
 
 
 def _length(value: Any) -> int | float | None:
-    number = _number("length", str(value))
+    return _length_of(str(value))
+
+
+@lru_cache(maxsize=_REMEMBERED)
+def _length_of(value: str) -> int | float | None:
+    number = _number("length", value)
     if number is not None and number <= 0:
         raise _fail(CONSTRAINT_ERROR, "length must be a positive number", number)
     return number
 
 
 def _popularity(value: Any) -> int | float | None:
-    number = _number("popularity", str(value))
+    return _popularity_of(str(value))
+
+
+@lru_cache(maxsize=_REMEMBERED)
+def _popularity_of(value: str) -> int | float | None:
+    number = _number("popularity", value)
     low, high = POPULARITY_RANGE
     if number is not None and not low <= number <= high:
         raise _fail(CONSTRAINT_ERROR, f"popularity must be from {low} to {high}", number)
@@ -119,7 +140,12 @@ def _popularity(value: Any) -> int | float | None:
 
 
 def _awards(value: Any) -> str:
-    text = str(value).strip()
+    return _awards_of(str(value))
+
+
+@lru_cache(maxsize=_REMEMBERED)
+def _awards_of(value: str) -> str:
+    text = value.strip()
     awards = AWARDS.get(text.lower())
     if awards is None:
         raise _fail(CONSTRAINT_ERROR, "awards must be Yes, No (any case) or empty", text)
@@ -156,91 +182,134 @@ class Movie(BaseModel):
 FIELDS = tuple(Movie.model_fields)
 """The film's fields in JSON order."""
 
-PlainBody = Callable[[Sequence[str]], bytes | None]
-"""The cells of a row of the expected width -> its JSON body, or None when the model must decide."""
-PlainBodies = Callable[[Iterable[Sequence[str]]], list[bytes | None]]
-"""`PlainBody` for many rows at once: a dry run is little else, and one call per row costs more than the loop."""
+PlainKey = Callable[[Sequence[str]], str | None]
+"""The cells of a row of the expected width -> its record key, or None when the model must decide."""
+PlainKeys = Callable[[Iterable[Sequence[str]]], list[str | None]]
+"""`PlainKey` for many rows at once: a dry run is little else, and one call per row costs more than the loop."""
 
+_TEXT_CELL = r'(?! )[^"]*+(?<! )'
 _PLAIN_CELLS = {
     "year": r"[1-9][0-9]{3}",
     "length": r"[1-9][0-9]{0,14}|(?:0|[1-9][0-9]{0,5})\.[0-9]{1,3}|",
-    "title": r'[^"]++',
-    "subject": r'[^"]*+',
-    "actor": r'[^"]*+',
-    "actress": r'[^"]*+',
-    "director": r'[^"]*+',
+    "title": r'(?! )[^"]++(?<! )',
+    "subject": _TEXT_CELL,
+    "actor": _TEXT_CELL,
+    "actress": _TEXT_CELL,
+    "director": _TEXT_CELL,
     "popularity": r"(?:100|[1-9]?[0-9])(?:\.[0-9]{1,3})?|",
     "awards": r"[yY][eE][sS]|[nN][oO]|",
-    "image": r'[^"]+\.(?:png|jpe?g)|',
+    "image": r'(?! )[^"]+\.(?:png|jpe?g)|',
 }
 """Each field in the forms whose JSON is certain: numbers are ASCII digits without sign, exponent or
 leading zero (so an integer is spelt in JSON as written, and a decimal of at most 3 places below 10**6
-as Python's repr, which is also pydantic's spelling), text is anything without a quote. A text cell
-is followed by a quote, which it cannot take back: its quantifier is possessive, and the regex
-engine keeps no backtracking state for it (a sixth of the match's time)."""
+as Python's repr, which is also pydantic's spelling), text is anything without a quote and without a
+space at either end (nothing to trim). A text cell is followed by a quote, which it cannot take back:
+its quantifier is possessive, and the regex engine keeps no backtracking state for it (a sixth of the
+match's time); the lookbehind then finds its last character, or the quote before an empty cell."""
 _AWARDS_JSON = {
     "".join(spelling): "".join(spelling).capitalize()
     for word in ("yes", "no", "")
     for spelling in product(*((char, char.upper()) for char in word))
 }
 """The awards of `_PLAIN_CELLS` in every case, and their JSON: a lookup costs less than capitalize()."""
+_AWARDS_SENT = frozenset(AWARDS.values())
 _PLAIN_ROW = re.compile('"'.join(f"(?:{_PLAIN_CELLS[name]})" for name in FIELDS))
 """A row's cells in field order joined by '"', which no plain cell contains."""
 
 
-def plain_bodies_of(positions: Mapping[str, int], max_year: int, width: int | None = None) -> PlainBodies:
-    """The fast path of the contract for one header: plainly valid rows straight to their JSON bodies.
+def record_key(movie: Movie) -> str:
+    """What makes two records the same, as a string: equal keys exactly when `to_json` gives equal bodies.
+
+    The values as their JSON spells them (a float as its repr, null as nothing), joined by '"'; a text
+    escapes its quotes and backslashes, so that the key splits back into the same values. A dry run needs
+    no body, only this, which costs a tenth of a body on the fast path: most rows' keys are their cells
+    joined as they are."""
+    return '"'.join(
+        (
+            str(movie.year),
+            _number_key(movie.length),
+            _text_key(movie.title),
+            _text_key(movie.subject),
+            _text_key(movie.actor),
+            _text_key(movie.actress),
+            _text_key(movie.director),
+            _number_key(movie.popularity),
+            movie.awards,
+            _text_key(movie.image),
+        )
+    )
+
+
+def _number_key(number: float | None) -> str:
+    return "" if number is None else repr(number)
+
+
+def _text_key(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"') if '"' in text or "\\" in text else text
+
+
+def plain_body(key: str) -> bytes:
+    """The JSON body of a record whose key the fast path gave: the bytes `to_json` gives for it."""
+    year, length, title, subject, actor, actress, director, popularity, awards, image = key.split('"')
+    return (
+        f'{{"year":{year},"length":{length or "null"},"title":"{title}","subject":"{subject}",'
+        f'"actor":"{actor}","actress":"{actress}","director":"{director}",'
+        f'"popularity":{popularity or "null"},"awards":"{awards}","image":"{image}"}}'.encode()
+    )
+
+
+def plain_keys_of(positions: Mapping[str, int], max_year: int, width: int | None = None) -> PlainKeys:
+    """The fast path of the contract for one header: plainly valid rows straight to their record keys.
 
     A row qualifies when each cell has a form of `_PLAIN_CELLS` and the text is printable (no
-    control character, surrogate, or whitespace but the space), without a space at either end
-    (nothing to trim), a backslash (nothing to escape) or U+FFFD. Such a row passes every rule
-    of Movie, and its body is the bytes `to_json` gives: the property test holds the two to it.
-    Absent columns read as empty cells, which is what the model's defaults amount to.
+    control character, surrogate, or whitespace but the space), without a backslash (nothing to
+    escape) or U+FFFD. Such a row passes every rule
+    of Movie, and its key is the one `record_key` gives, from which `plain_body` writes the bytes
+    `to_json` gives: the property test holds the three to it. Absent columns read as empty cells,
+    which is what the model's defaults amount to.
 
     `width` is the number of cells of a row, when known: a row that holds just the fields, in their
     order (as most exports do), is used as it is, without picking its cells one by one. The years
-    allowed are a set of strings, since a set lookup is cheaper than parsing the year.
+    allowed are a set of strings, since a set lookup is cheaper than parsing the year. A row whose
+    numbers are whole and whose awards are spelt as sent (most rows) is its own key, joined.
     """
     pick = itemgetter(*(positions.get(name, -1) for name in FIELDS))
     padded = any(name not in positions for name in FIELDS)
     in_order = width == len(FIELDS) and all(positions.get(name) == index for index, name in enumerate(FIELDS))
     match = _PLAIN_ROW.fullmatch
     years = frozenset(map(str, range(FIRST_YEAR, min(max_year, 9999) + 1)))  # a plain year has 4 digits
-    awards_json = _AWARDS_JSON
-
+    awards_json, awards_sent = _AWARDS_JSON, _AWARDS_SENT
     top_popularity = POPULARITY_RANGE[1]
 
-    def bodies(rows: Iterable[Sequence[str]]) -> list[bytes | None]:
-        found: list[bytes | None] = []
+    def keys(rows: Iterable[Sequence[str]]) -> list[str | None]:
+        found: list[str | None] = []
         answer = found.append
         for cells in rows:
             values: Sequence[str] = cells if in_order else pick((*cells, "")) if padded else pick(cells)
             row = '"'.join(values)
-            if not row.isprintable() or "\\" in row or "\ufffd" in row or ' "' in row or '" ' in row or not match(row):
+            if not row.isprintable() or "\\" in row or "\ufffd" in row or not match(row):
                 answer(None)
                 continue
-            year, length, title, subject, actor, actress, director, popularity, awards, image = values
-            if year not in years:
+            if values[0] not in years:
                 answer(None)
                 continue
-            if "." in length:
-                if float(length) <= 0:
-                    answer(None)
-                    continue
-                length = repr(float(length))
-            if "." in popularity:
-                if float(popularity) > top_popularity:
-                    answer(None)
-                    continue
-                popularity = repr(float(popularity))
-            answer(
-                f'{{"year":{year},"length":{length or "null"},"title":"{title}","subject":"{subject}",'
-                f'"actor":"{actor}","actress":"{actress}","director":"{director}",'
-                f'"popularity":{popularity or "null"},"awards":"{awards_json[awards]}","image":"{image}"}}'.encode()
-            )
+            length, popularity, awards = values[1], values[7], values[8]
+            if "." in length or "." in popularity or awards not in awards_sent:
+                if "." in length:
+                    if float(length) <= 0:
+                        answer(None)
+                        continue
+                    length = repr(float(length))
+                if "." in popularity:
+                    if float(popularity) > top_popularity:
+                        answer(None)
+                        continue
+                    popularity = repr(float(popularity))
+                row = '"'.join((values[0], length, *values[2:7], popularity, awards_json[awards], values[9]))
+            answer(row)
         return found
 
-    return bodies
+    return keys
 
 
 class Contract:
@@ -250,14 +319,14 @@ class Contract:
         self.max_year = max_year or dt.date.today().year
         self._context = {"max_year": self.max_year}
 
-    def plain_bodies(self, positions: Mapping[str, int], width: int | None = None) -> PlainBodies:
-        """The fast path for rows of `width` cells laid out as `positions` says (see `plain_bodies_of`)."""
-        return plain_bodies_of(positions, self.max_year, width)
+    def plain_keys(self, positions: Mapping[str, int], width: int | None = None) -> PlainKeys:
+        """The fast path for rows of `width` cells laid out as `positions` says (see `plain_keys_of`)."""
+        return plain_keys_of(positions, self.max_year, width)
 
-    def plain_body(self, positions: Mapping[str, int], width: int | None = None) -> PlainBody:
-        """`plain_bodies` for one row at a time."""
-        bodies = self.plain_bodies(positions, width)
-        return lambda cells: bodies((cells,))[0]
+    def plain_key(self, positions: Mapping[str, int], width: int | None = None) -> PlainKey:
+        """`plain_keys` for one row at a time."""
+        keys = self.plain_keys(positions, width)
+        return lambda cells: keys((cells,))[0]
 
     def validate(self, values: dict[str, str]) -> Movie | list[Problem]:
         """The movie, or every problem of the row (not just the first)."""

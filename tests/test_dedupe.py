@@ -1,46 +1,70 @@
-"""Exact duplicate detection: SeenRecords.first_seen and digest."""
+"""Exact duplicate detection: SeenRecords.first_seen and repeats, and the fingerprints they keep."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
 
-from movymporter.dedupe import SeenRecords, digest
+from movymporter import dedupe
+from movymporter.dedupe import SeenRecords, seeded_fingerprints
+from movymporter.errors import InputError
 
 INITIAL_SLOTS = 1 << 16  # SeenRecords' starting table size; growth starts past two thirds of it
 
 
-def digests(count: int, start: int = 0) -> list[bytes]:
-    """`count` distinct digests of distinct bodies."""
-    return [digest(b'{"title":"%d"}' % number) for number in range(start, start + count)]
+def keys(count: int, start: int = 0) -> list[str]:
+    """`count` distinct record keys."""
+    return [f'1995""Film {number}""""""""' for number in range(start, start + count)]
 
 
-def with_tag(tag: bytes, rest: int) -> bytes:
-    """A hand-made 16-byte digest: the 4-byte tag SeenRecords keys on, then 12 distinguishing bytes."""
-    return tag + rest.to_bytes(12, "big")
+def with_tag(tag: bytes, rest: int) -> str:
+    """The key of a hand-made 16-byte fingerprint (see `as_written`): the 4-byte tag SeenRecords keys on, then
+    12 distinguishing bytes."""
+    return (tag + rest.to_bytes(12, "big")).hex()
+
+
+def as_written(hex_keys: Iterable[str]) -> Iterable[bytes]:
+    """Fingerprints chosen by the test: each key is the hex of its own fingerprint."""
+    return map(bytes.fromhex, hex_keys)
 
 
 @pytest.fixture
 def seen(tmp_path: Path) -> Iterator[SeenRecords]:
-    """An empty SeenRecords whose spill file lives in the test's folder, closed after the test."""
+    """An empty SeenRecords whose spill files live in the test's folder, closed after the test."""
     with SeenRecords(directory=tmp_path) as records:
         yield records
 
 
-def test_digest_identifies_equal_bodies() -> None:
-    """digest is 16 bytes, equal for equal bodies and different for different ones."""
-    body = b'{"year":1995,"title":"Heat"}'
-    assert len(digest(body)) == 16
-    assert digest(body) == digest(bytes(body))
-    assert digest(body) != digest(b'{"year":1995,"title":"Heat "}')
-    assert digest(b"") != digest(b" ")
+@pytest.fixture
+def seen_as_written(tmp_path: Path) -> Iterator[SeenRecords]:
+    """An empty SeenRecords whose keys are the hex of their fingerprints, so that a test can make tags collide."""
+    with SeenRecords(directory=tmp_path, fingerprints=as_written) as records:
+        yield records
+
+
+def test_fingerprints_identify_equal_keys() -> None:
+    """A fingerprint is 16 bytes, equal for equal keys, different for different ones and for another seed."""
+    fingerprints = seeded_fingerprints(7)
+    key = '1995""Heat""""""""'
+    heat, same, other, empty, space = fingerprints([key, str(key), key + " ", "", " "])
+    assert len(heat) == 16
+    assert heat == same
+    assert heat != other
+    assert empty != space
+    assert next(iter(seeded_fingerprints(8)([key]))) != heat
+
+
+def test_a_key_with_an_undecoded_byte_is_still_fingerprinted() -> None:
+    """A lone surrogate (a byte the reader could not decode) cannot reach a valid record, but would not crash."""
+    first, second = seeded_fingerprints(1)(["a\udcff", "a\udcfe"])
+    assert first != second
 
 
 def test_first_seen_is_none_then_the_first_line(seen: SeenRecords) -> None:
     """first_seen returns None for a new record and the line it first appeared on for every repeat."""
-    heat, alien = digest(b"heat"), digest(b"alien")
+    heat, alien = "heat", "alien"
     assert seen.first_seen(heat, 2) is None
     assert seen.first_seen(alien, 3) is None
     assert seen.first_seen(heat, 4) == 2
@@ -55,13 +79,13 @@ def test_first_seen_is_none_then_the_first_line(seen: SeenRecords) -> None:
 )
 def test_200k_distinct_records_are_told_apart_exactly(tmp_path: Path, expected: int) -> None:
     """200,000 distinct digests are each new once, and each repeat answers its own first line."""
-    many = digests(200_000)
+    many = keys(200_000)
     with SeenRecords(directory=tmp_path, expected=expected) as seen:
         slots = len(seen._table)
         assert [seen.first_seen(d, line) for line, d in enumerate(many, start=2)] == [None] * len(many)
         assert len(seen) == len(many)
         assert [seen.first_seen(d, 0) for d in many] == list(range(2, len(many) + 2))
-        assert [seen.first_seen(d, 0) for d in digests(1000, start=len(many))] == [None] * 1000
+        assert [seen.first_seen(d, 0) for d in keys(1000, start=len(many))] == [None] * 1000
         assert len(seen) == len(many) + 1000
         # pre-sized, the table never doubled; from the initial size it had to
         assert (len(seen._table) == slots) is (expected > 0)
@@ -69,14 +93,14 @@ def test_200k_distinct_records_are_told_apart_exactly(tmp_path: Path, expected: 
 
 def test_growth_keeps_every_answer_right(seen: SeenRecords) -> None:
     """Answers stay right before, across and after each doubling of the table."""
-    batches = [digests(40_000, start) for start in range(0, 200_000, 40_000)]
+    batches = [keys(40_000, start) for start in range(0, 200_000, 40_000)]
     known: list[bytes] = []
     for batch in batches:
         assert all(seen.first_seen(d, len(known) + i) is None for i, d in enumerate(batch))
         known.extend(batch)
         # every record seen so far, including those stored before the last growth
-        assert [seen.first_seen(d, -1) for d in known[::997]] == list(range(0, len(known), 997))
-    assert [seen.first_seen(d, -1) for d in known] == list(range(len(known)))
+        assert [seen.first_seen(d, 0) for d in known[::997]] == list(range(0, len(known), 997))
+    assert [seen.first_seen(d, 0) for d in known] == list(range(len(known)))
 
 
 @pytest.mark.parametrize(
@@ -104,8 +128,9 @@ def test_expected_sizes_the_table_once(tmp_path: Path, expected: int, slots: int
         pytest.param(b"\xff\xff\xff\xff", id="same-all-ones-tag"),
     ],
 )
-def test_digests_sharing_a_tag_are_still_told_apart(seen: SeenRecords, tag: bytes) -> None:
-    """Digests with the same first 4 bytes (same in-memory tag) but different rest are different records."""
+def test_fingerprints_sharing_a_tag_are_still_told_apart(seen_as_written: SeenRecords, tag: bytes) -> None:
+    """Fingerprints with the same first 4 bytes (same in-memory tag) but different rest are different records."""
+    seen = seen_as_written
     twins = [with_tag(tag, rest) for rest in range(1, 201)]
     assert len(set(twins)) == len(twins)
     assert [seen.first_seen(d, line) for line, d in enumerate(twins, start=10)] == [None] * len(twins)
@@ -113,27 +138,29 @@ def test_digests_sharing_a_tag_are_still_told_apart(seen: SeenRecords, tag: byte
     assert seen.first_seen(with_tag(tag, 0), 1) is None  # an unseen twin is new
 
 
-def test_tag_twins_survive_growth(seen: SeenRecords) -> None:
+def test_tag_twins_survive_growth(seen_as_written: SeenRecords) -> None:
     """Records sharing a tag are still told apart after the table grows around them."""
+    seen = seen_as_written
     twins = [with_tag(b"\x01\x02\x03\x04", rest) for rest in range(50)]
     for line, d in enumerate(twins):
         assert seen.first_seen(d, line) is None
-    for line, d in enumerate(digests(INITIAL_SLOTS * 2), start=1000):
-        seen.first_seen(d, line)
+    for line, number in enumerate(range(INITIAL_SLOTS * 2), start=1000):
+        seen.first_seen(with_tag(number.to_bytes(4, "little"), 1), line)
     assert len(seen._table) > INITIAL_SLOTS
-    assert [seen.first_seen(d, -1) for d in twins] == list(range(50))
+    assert [seen.first_seen(d, 0) for d in twins] == list(range(50))
     assert seen.first_seen(with_tag(b"\x01\x02\x03\x04", 50), 7) is None
 
 
-def test_different_tags_in_the_same_slot_are_told_apart(seen: SeenRecords) -> None:
+def test_different_tags_in_the_same_slot_are_told_apart(seen_as_written: SeenRecords) -> None:
     """Tags that differ only above the table mask land in one slot and are still distinct records."""
+    seen = seen_as_written
     neighbours = [with_tag((k << 16).to_bytes(4, "little"), 0) for k in range(1, 101)]
-    assert len({d[:4] for d in neighbours}) == 100
+    assert len({d[:8] for d in neighbours}) == 100
     assert [seen.first_seen(d, k) for k, d in enumerate(neighbours)] == [None] * 100
-    assert [seen.first_seen(d, -1) for d in neighbours] == list(range(100))
+    assert [seen.first_seen(d, 0) for d in neighbours] == list(range(100))
 
 
-WRITE_ENTRIES = (1 << 16) // 24  # entries SeenRecords holds in memory before one write to its file
+WRITE_ENTRIES = 1 << 12  # entries SeenRecords holds in memory before one write to its files
 
 
 @pytest.mark.parametrize(
@@ -146,17 +173,17 @@ WRITE_ENTRIES = (1 << 16) // 24  # entries SeenRecords holds in memory before on
     ],
 )
 def test_repeats_are_found_in_memory_and_in_the_file(seen: SeenRecords, count: int) -> None:
-    """A repeat answers its first line whether that entry still waits in memory or was written to the file."""
-    many = digests(count)
+    """A repeat answers its first line whether that entry still waits in memory or was written to the files."""
+    many = keys(count)
     assert [seen.first_seen(d, line) for line, d in enumerate(many, start=2)] == [None] * count
     assert [seen.first_seen(d, 0) for d in reversed(many)] == list(range(count + 1, 1, -1))
 
 
-def test_spill_file_is_anonymous_and_closed(tmp_path: Path) -> None:
+def test_spill_files_are_anonymous_and_closed(tmp_path: Path) -> None:
     """The on-disk spill leaves no file behind in its directory, and close() is idempotent."""
     seen = SeenRecords(directory=tmp_path)
-    assert seen.first_seen(digest(b"x"), 1) is None
-    assert seen.first_seen(digest(b"x"), 2) == 1
+    assert seen.first_seen("x", 1) is None
+    assert seen.first_seen("x", 2) == 1
     seen.close()
     seen.close()
     assert list(tmp_path.iterdir()) == []
@@ -167,33 +194,54 @@ def test_spill_file_is_anonymous_and_closed(tmp_path: Path) -> None:
 TWIN_TAG = b"\x05\x06\x07\x08"
 
 
+def one_by_one(seen: SeenRecords, batch: list[str], lines: Iterable[int]) -> list[tuple[int, int]]:
+    """What `repeats` should answer, from `first_seen` of each record in turn."""
+    found = [(index, seen.first_seen(key, line)) for index, (key, line) in enumerate(zip(batch, lines, strict=True))]
+    return [(index, first) for index, first in found if first is not None]
+
+
 @pytest.mark.parametrize(
     ("batches"),
     [
-        pytest.param([digests(300)], id="distinct-records"),
-        pytest.param([digests(5) + digests(5) + digests(2)], id="repeats-within-one-batch"),
-        pytest.param([digests(50), digests(80, start=30), digests(10, start=200)], id="repeats-across-batches"),
+        pytest.param([keys(300)], id="distinct-records"),
+        pytest.param([keys(5) + keys(5) + keys(2)], id="repeats-within-one-batch"),
+        pytest.param([keys(50), keys(80, start=30), keys(10, start=200)], id="repeats-across-batches"),
         pytest.param([[with_tag(TWIN_TAG, rest % 7) for rest in range(40)]], id="tag-twins-within-one-batch"),
-        pytest.param([digests(INITIAL_SLOTS), digests(INITIAL_SLOTS + 10, start=5)], id="growth-within-a-batch"),
-        pytest.param([[], digests(3), [], digests(3)], id="empty-batches"),
+        pytest.param([keys(INITIAL_SLOTS), keys(INITIAL_SLOTS + 10, start=5)], id="growth-within-a-batch"),
+        pytest.param([keys(WRITE_ENTRIES - 3), keys(10, start=WRITE_ENTRIES - 8)], id="repeats-across-a-write"),
+        pytest.param([[], keys(3), [], keys(3)], id="empty-batches"),
     ],
 )
-def test_first_seen_all_answers_as_first_seen_one_by_one(tmp_path: Path, batches: list[list[bytes]]) -> None:
-    """first_seen_all gives, for a batch, the answers first_seen gives for its records in turn: a repeat
+def test_repeats_answers_as_first_seen_one_by_one(tmp_path: Path, batches: list[list[str]]) -> None:
+    """repeats gives, for a batch, the repeats first_seen finds among its records in turn: a repeat
     inside the batch finds the earlier one, and the table grows mid-batch without losing a record."""
-    with SeenRecords(directory=tmp_path) as together, SeenRecords(directory=tmp_path) as alone:
+    fingerprints = as_written if batches[0] and batches[0][0].startswith(TWIN_TAG.hex()) else None
+    with (
+        SeenRecords(directory=tmp_path, fingerprints=fingerprints) as together,
+        SeenRecords(directory=tmp_path, fingerprints=fingerprints) as alone,
+    ):
         line = 1
         for batch in batches:
             lines = range(line, line + len(batch))
-            expected = [alone.first_seen(d, n) for d, n in zip(batch, lines, strict=True)]
-            assert together.first_seen_all(iter(batch), lines) == expected
+            assert together.repeats(iter(batch), lines) == one_by_one(alone, batch, lines)
             line += len(batch)
         assert len(together) == len(alone) == len({d for batch in batches for d in batch})
         again = [d for batch in batches for d in batch]
-        assert together.first_seen_all(iter(again), [0] * len(again)) == [alone.first_seen(d, 0) for d in again]
+        assert together.repeats(iter(again), [0] * len(again)) == one_by_one(alone, again, [0] * len(again))
 
 
-def test_first_seen_all_needs_a_line_for_each_digest(seen: SeenRecords) -> None:
-    """A digest without its line (or a line without its digest) is a bug in the caller, not a silent skip."""
-    with pytest.raises(ValueError, match="one digest"):
-        seen.first_seen_all(iter(digests(3)), [1, 2])
+def test_repeats_needs_a_line_for_each_key(seen: SeenRecords) -> None:
+    """A key without its line (or a line without its key) is a bug in the caller, not a silent skip."""
+    with pytest.raises(ValueError, match="one key"):
+        seen.repeats(iter(keys(3)), [1, 2])
+
+
+def test_more_rows_than_the_table_can_number_stop_with_a_message(
+    seen: SeenRecords, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The table numbers its entries in 32 bits: past that, the run stops and says why instead of mixing
+    records up (the limit is lowered here; the real one is over 4 billion rows)."""
+    monkeypatch.setattr(dedupe, "_MAX_ENTRIES", 5)
+    assert seen.repeats(keys(5), range(5)) == []
+    with pytest.raises(InputError, match="more than 5 rows"):
+        seen.repeats(keys(1, start=5), [6])

@@ -1,11 +1,13 @@
-"""The contract's fast path: Contract.plain_body gives exactly the body of to_json(Movie), or leaves the row to it.
+"""The contract's fast path: Contract.plain_key gives exactly record_key(Movie), or leaves the row to the model.
 
-The fast path writes JSON without pydantic for rows that are plainly valid. It
-is only right if, whenever it answers, the model accepts the same row and
-serialises it to the same bytes. The property test below holds it to that on
-rows built from plain values salted with the forms where a hand-written check
-is most likely to go wrong: number spellings, case folding, whitespace, escapes
-and characters outside ASCII. The table tests pin which rows take the fast path,
+The fast path gives record keys (and `plain_body` their JSON) without pydantic
+for rows that are plainly valid. It is only right if, whenever it answers, the
+model accepts the same row, gives it the same key, and serialises it to the
+same bytes; and keys are only right if they are equal exactly when bodies are.
+The property tests below hold them to that, the first on rows built from plain
+values salted with the forms where a hand-written check is most likely to go
+wrong: number spellings, case folding, whitespace, escapes and characters
+outside ASCII, the second on pairs of films that differ by little. The table tests pin which rows take the fast path,
 so a change that quietly sends every row to pydantic fails too.
 """
 
@@ -23,7 +25,7 @@ from hypothesis import strategies as st
 from bench.generate import write
 from movymporter import pipeline
 from movymporter.report import DUPLICATES, REJECTED
-from movymporter.schema import FIELDS, Contract, Movie, PlainBodies, to_json
+from movymporter.schema import FIELDS, Contract, Movie, PlainKeys, plain_body, record_key, to_json
 from movymporter.settings import Settings
 
 MAX_YEAR = 2026
@@ -119,36 +121,83 @@ def layouts(draw: st.DrawFn) -> tuple[dict[str, int], list[str], dict[str, str]]
     return positions, cells, values
 
 
+def agrees_with_the_model(key: str | None, values: dict[str, str]) -> bool:
+    """Whether a key of the fast path is the model's: it accepts the row, gives the same key, and the body
+    written from the key is the one it serialises. (No key always agrees: the model decides.)"""
+    if key is None:
+        return True
+    result = CONTRACT.validate(values)
+    return isinstance(result, Movie) and key == record_key(result) and plain_body(key) == to_json(result)
+
+
 @PROPERTY
 @given(layouts())
 @example(({**ALL_COLUMNS}, list(PLAIN_ROW.values()), dict(PLAIN_ROW)))
-def test_the_fast_path_gives_the_models_body_or_none(layout: tuple[dict[str, int], list[str], dict[str, str]]) -> None:
-    """Whenever plain_body answers, the model accepts the same row and to_json gives the very same bytes."""
+def test_the_fast_path_gives_the_models_key_or_none(layout: tuple[dict[str, int], list[str], dict[str, str]]) -> None:
+    """Whenever plain_key answers, the model accepts the same row, record_key gives the same key, and
+    plain_body of it is the very bytes to_json gives."""
     positions, cells, values = layout
-    body = CONTRACT.plain_body(positions, len(cells))(cells)
-    assert CONTRACT.plain_body(positions)(cells) == body, "knowing the row's width changed the answer"
-    event("fast path" if body is not None else "left to the model")
-    if body is not None:
-        result = CONTRACT.validate(values)
-        assert isinstance(result, Movie), f"the fast path accepted a row the model refuses: {result}"
-        assert body == to_json(result)
+    key = CONTRACT.plain_key(positions, len(cells))(cells)
+    assert CONTRACT.plain_key(positions)(cells) == key, "knowing the row's width changed the answer"
+    event("fast path" if key is not None else "left to the model")
+    assert agrees_with_the_model(key, values)
 
 
-def test_every_edge_case_in_a_plain_row_gets_the_models_body_or_none() -> None:
+def test_every_edge_case_in_a_plain_row_gets_the_models_key_or_none() -> None:
     """Each edge case of each field, alone or glued to a plain value, in an otherwise plain row: the property
     above, checked exhaustively on the cases most likely to break it."""
-    plain_body = CONTRACT.plain_body(ALL_COLUMNS, len(FIELDS))
+    plain_key = CONTRACT.plain_key(ALL_COLUMNS, len(FIELDS))
     wrong = []
     for name in FIELDS:
         plains = PLAIN_VALUES[name]
         for edge in {*EDGES.get(name, ()), *TEXT_EDGES, *NUMBER_EDGES}:
             for value in (edge, *(plain + edge for plain in plains), *(edge + plain for plain in plains)):
                 row = {**PLAIN_ROW, name: value}
-                body = plain_body(list(row.values()))
-                result = CONTRACT.validate(row)
-                if body is not None and (not isinstance(result, Movie) or body != to_json(result)):
+                if not agrees_with_the_model(plain_key(list(row.values())), row):
                     wrong.append((name, value))
     assert wrong == []
+
+
+NEAR_TEXT = st.text(alphabet='a"\\ é', max_size=3)
+"""Texts of a tiny alphabet, so that two draws are often equal or differ by one escape."""
+NEAR_NUMBER = st.sampled_from(("", "1", "1.0", "1.5", "1.50", "15", "2"))
+NEAR_VALUES = {
+    "year": st.sampled_from(("1990", "1991", " 1990")),
+    "length": NEAR_NUMBER,
+    "title": st.builds("t{}".format, NEAR_TEXT),
+    **{name: NEAR_TEXT for name in ("subject", "actor", "actress", "director")},
+    "popularity": NEAR_NUMBER,
+    "awards": st.sampled_from(("", "Yes", "no", "NO")),
+    "image": st.sampled_from(("", "a.png", 'a".png', "a\\.png")),
+}
+
+
+@st.composite
+def near_films(draw: st.DrawFn) -> tuple[dict[str, str], dict[str, str]]:
+    """The cells of two valid films, the second the first with up to two values drawn again: the same record
+    as often as not, or one that differs by a spelling, an escape or a value moved to the next field."""
+    first = {name: draw(values) for name, values in NEAR_VALUES.items()}
+    second = dict(first)
+    for name in draw(st.lists(st.sampled_from(FIELDS), max_size=2, unique=True)):
+        second[name] = draw(NEAR_VALUES[name])
+    return first, second
+
+
+@PROPERTY
+@given(near_films())
+@example(({**PLAIN_ROW, "subject": 'a"', "actor": "b"}, {**PLAIN_ROW, "subject": "a", "actor": '"b'}))
+@example(({**PLAIN_ROW, "subject": "\\", "actor": '"'}, {**PLAIN_ROW, "subject": '\\"', "actor": ""}))
+def test_record_keys_are_equal_exactly_when_bodies_are(films: tuple[dict[str, str], dict[str, str]]) -> None:
+    """Two films have the same record_key if and only if to_json gives them the same body: the key neither
+    merges different records (a quote or backslash in a text cannot shift a value into the next one) nor
+    tells the same record apart."""
+    first, second = films
+    one, other = (CONTRACT.validate(values) for values in (first, second))
+    assert isinstance(one, Movie), one
+    assert isinstance(other, Movie), other
+    same = to_json(one) == to_json(other)
+    event("same record" if same else "different records")
+    assert (record_key(one) == record_key(other)) is same
 
 
 @pytest.mark.parametrize(
@@ -168,11 +217,14 @@ def test_every_edge_case_in_a_plain_row_gets_the_models_body_or_none() -> None:
     ],
 )
 def test_plainly_valid_rows_take_the_fast_path(changes: dict[str, str], expected: dict[str, object]) -> None:
-    """A plainly valid row gets its body from the fast path, with the values the model would give."""
+    """A plainly valid row gets its key from the fast path, and its body the values the model would give."""
     cells = list({**PLAIN_ROW, **changes}.values())
-    body = CONTRACT.plain_body(ALL_COLUMNS)(cells)
-    assert body is not None
-    assert body == to_json(Movie.model_validate(dict(zip(FIELDS, cells, strict=True)), context={"max_year": MAX_YEAR}))
+    key = CONTRACT.plain_key(ALL_COLUMNS)(cells)
+    assert key is not None
+    movie = Movie.model_validate(dict(zip(FIELDS, cells, strict=True)), context={"max_year": MAX_YEAR})
+    assert key == record_key(movie)
+    body = plain_body(key)
+    assert body == to_json(movie)
     sent = json.loads(body)
     assert list(sent) == list(FIELDS)
     assert {name: (sent[name], type(sent[name])) for name in expected} == {
@@ -211,9 +263,9 @@ def test_plainly_valid_rows_take_the_fast_path(changes: dict[str, str], expected
     ],
 )
 def test_rows_that_are_not_plain_are_left_to_the_model(field: str, value: str) -> None:
-    """A row with a value to trim, escape, convert or refuse gets no body from the fast path."""
+    """A row with a value to trim, escape, convert or refuse gets no key from the fast path."""
     cells = list({**PLAIN_ROW, field: value}.values())
-    assert CONTRACT.plain_body(ALL_COLUMNS)(cells) is None
+    assert CONTRACT.plain_key(ALL_COLUMNS)(cells) is None
 
 
 @pytest.mark.parametrize(
@@ -226,25 +278,26 @@ def test_rows_that_are_not_plain_are_left_to_the_model(field: str, value: str) -
     ],
 )
 def test_the_rows_width_changes_nothing_but_speed(columns: list[str], extra: list[str]) -> None:
-    """With or without the row's width, each layout of a plain row gets the model's body."""
+    """With or without the row's width, each layout of a plain row gets the model's key."""
     cells = [PLAIN_ROW.get(name, "notes") for name in columns] + extra
     positions = {name: index for index, name in enumerate(columns) if name in FIELDS}
-    expected = to_json(Movie.model_validate(PLAIN_ROW, context={"max_year": MAX_YEAR}))
-    assert CONTRACT.plain_body(positions, len(cells))(cells) == expected
-    assert CONTRACT.plain_body(positions)(cells) == expected
+    expected = record_key(Movie.model_validate(PLAIN_ROW, context={"max_year": MAX_YEAR}))
+    assert CONTRACT.plain_key(positions, len(cells))(cells) == expected
+    assert CONTRACT.plain_key(positions)(cells) == expected
 
 
 def test_absent_columns_are_sent_empty() -> None:
     """With only title and year in the header, the fast path sends the model's defaults for the rest."""
-    body = CONTRACT.plain_body({"year": 2, "title": 0})(["Heat", "notes", "1995"])
-    assert body == to_json(Movie.model_validate({"title": "Heat", "year": "1995"}))
+    key = CONTRACT.plain_key({"year": 2, "title": 0})(["Heat", "notes", "1995"])
+    assert key is not None
+    assert plain_body(key) == to_json(Movie.model_validate({"title": "Heat", "year": "1995"}))
 
 
 def test_the_year_limit_is_the_contracts() -> None:
     """The fast path refuses a year after the contract's max_year, whatever the calendar says."""
     cells = list({**PLAIN_ROW, "year": "2020"}.values())
-    assert Contract(max_year=2019).plain_body(ALL_COLUMNS)(cells) is None
-    assert Contract(max_year=2020).plain_body(ALL_COLUMNS)(cells) is not None
+    assert Contract(max_year=2019).plain_key(ALL_COLUMNS)(cells) is None
+    assert Contract(max_year=2020).plain_key(ALL_COLUMNS)(cells) is not None
 
 
 # --- the pipeline with and without the fast path -------------------------------------------------
@@ -272,17 +325,17 @@ def test_a_dry_run_reports_the_same_with_and_without_the_fast_path(
     path = tmp_path / "films.csv"
     write(path, 2000, seed=5, **options)
     taken: list[bool] = []
-    plain_bodies = Contract.plain_bodies
+    plain_keys = Contract.plain_keys
 
-    def counted(contract: Contract, positions: Mapping[str, int], width: int | None = None) -> PlainBodies:
-        fast = plain_bodies(contract, positions, width)
+    def counted(contract: Contract, positions: Mapping[str, int], width: int | None = None) -> PlainKeys:
+        fast = plain_keys(contract, positions, width)
 
-        def bodies(rows: Iterable[Sequence[str]]) -> list[bytes | None]:
+        def keys(rows: Iterable[Sequence[str]]) -> list[str | None]:
             found = fast(rows)
-            taken.extend(body is not None for body in found)
+            taken.extend(key is not None for key in found)
             return found
 
-        return bodies
+        return keys
 
     def runs(label: str) -> tuple[dict[str, Any], bytes, bytes]:
         report_dir = tmp_path / label
@@ -293,9 +346,9 @@ def test_a_dry_run_reports_the_same_with_and_without_the_fast_path(
             (report_dir / DUPLICATES).read_bytes(),
         )
 
-    monkeypatch.setattr(Contract, "plain_bodies", counted)
+    monkeypatch.setattr(Contract, "plain_keys", counted)
     fast = runs("fast")
-    monkeypatch.setattr(Contract, "plain_bodies", lambda *layout: lambda rows: [None for _ in rows])
+    monkeypatch.setattr(Contract, "plain_keys", lambda *layout: lambda rows: [None for _ in rows])
     slow = runs("model-only")
 
     assert fast == slow
