@@ -40,7 +40,7 @@ _WRITE_ENTRIES = 1 << 12
 """New entries wait in memory up to this many, then go to the files in one write each."""
 _MAX_ENTRIES = (1 << 32) - 1
 """A table word has 32 bits for the ordinal."""
-_ENCODE = methodcaller("encode", "utf-8", "surrogatepass")
+_ENCODE_ANY = methodcaller("encode", "utf-8", "surrogatepass")
 
 Fingerprints = Callable[[Iterable[str]], Iterable[bytes]]
 """Keys -> one 16-byte fingerprint each, in order."""
@@ -48,9 +48,14 @@ Fingerprints = Callable[[Iterable[str]], Iterable[bytes]]
 
 def seeded_fingerprints(seed: int) -> Fingerprints:
     """XXH3-128 of each key's UTF-8, with `seed`: no Python call per key."""
+    hashed = xxhash.xxh3_128_digest
 
-    def fingerprints(keys: Iterable[str]) -> Iterable[bytes]:
-        return map(xxhash.xxh3_128_digest, map(_ENCODE, keys), repeat(seed))
+    def fingerprints(keys: Iterable[str]) -> list[bytes]:
+        keys = list(keys)
+        try:
+            return list(map(hashed, map(str.encode, keys), repeat(seed)))
+        except UnicodeEncodeError:  # a lone surrogate: no valid record has one, but a key with one is still a key
+            return list(map(hashed, map(_ENCODE_ANY, keys), repeat(seed)))
 
     return fingerprints
 

@@ -20,6 +20,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
+from itertools import compress
 from pathlib import Path
 from typing import IO, Any
 
@@ -255,8 +257,8 @@ class Pipeline:
                             source.give_back(unused)
                             del found[index + 1 :]
                             break
-                    lines: Sequence[int] = [first + index for index, key in enumerate(found) if key is not None]
-                    keys = [key for key in found if key is not None]
+                    lines: Sequence[int] = list(compress(range(first, first + len(found)), found))
+                    keys = list(filter(None, found))  # a key is never empty: it holds a quote between fields
                 else:
                     lines, keys = range(first, first + len(rows)), found
             else:
@@ -604,6 +606,7 @@ def _values(cells: list[str], fields: list[tuple[str, int]], record: Record) -> 
     return values
 
 
+@lru_cache(maxsize=1024)
 def _generalise(reason: str) -> str:
     """A reason with its values blanked, so rows refused for the same rule count together."""
     return _NUMBER.sub("N", _QUOTED.sub('"…"', reason))
