@@ -52,6 +52,8 @@ REPORT_COLUMNS = len(_REPORT_COLUMN_NAMES)
 """line, stage, reason: the columns a rejected.csv adds before the input's own."""
 _ANNOUNCE_KEY_BYTES = 1 << 30
 """Files from this size on take a noticeable time to fingerprint for the resume state: the log says so."""
+_KEYS_AT_ONCE = 256
+"""Valid rows a dry run hands to the duplicate table in one call (a call costs about as much as 15 rows)."""
 _NUMBER = re.compile(r"\b\d+(\.\d+)?\b")
 _QUOTED = re.compile(r'"[^"]*"')
 
@@ -225,19 +227,22 @@ class Pipeline:
     def _check(self, positions: dict[str, int]) -> None:
         """A dry run: validate and count every row, a run of plain rows at a time.
 
-        This is all a dry run does, so it takes the reader's runs whole: the fast path and the duplicate table
-        each take a run in one call, and only the rows they leave (invalid, not plain, repeated) are looked at
-        one by one. No body is written: the record keys are all the duplicate table needs. A stop at the N-th
+        This is all a dry run does, so it takes the reader's runs whole: the fast path takes a run in one call,
+        the duplicate table the keys of a few runs (a batch split by an odd row is whole again), and only the
+        rows they leave (invalid, not plain, repeated) are looked at one by one. No body is written: the record
+        keys are all the duplicate table needs. A stop at the N-th
         rejected row (STOP_ON_ERRORS) gives the rest of its run back to the reader; Ctrl-C is seen between runs.
         A rejected.csv, whose cells need restoring, goes row by row.
         """
         if self._source.is_report:
             self._check_row_by_row(positions)
             return
-        tally, halt, seen, source = self.tally, self.halt, self._seen, self._source
+        tally, halt, source = self.tally, self.halt, self._source
         stop_on_errors = self.settings.stop_on_errors
         plain_keys = self._contract.plain_keys(positions, len(source.header))
         next_check = 0
+        waiting_keys: list[str] = []
+        waiting_lines: list[int] = []
         for batch in source.batches():
             if type(batch) is Rows:
                 rows, first = batch.cells, batch.first
@@ -267,21 +272,32 @@ class Pipeline:
                 if key is None and (movie := self._validated(batch, batch.cells, batch.cells)) is not None:
                     key = record_key(movie)
                 if key is None and stop_on_errors and self._rejected_enough():
-                    return
+                    break
                 lines, keys = ((batch.line,), [key]) if key is not None else ((), [])
             if keys:
-                repeated = seen.repeats(keys, lines)
-                tally.valid += len(keys) - len(repeated)
-                for index, first_line in repeated:
-                    if not self._skipped_as_duplicate(lines[index], first_line):
-                        tally.valid += 1
+                waiting_keys += keys
+                waiting_lines += lines
+                if len(waiting_keys) >= _KEYS_AT_ONCE:
+                    self._count_valid(waiting_keys, waiting_lines)
+                    waiting_keys, waiting_lines = [], []
             if self.stopped is not None:
-                return
+                break
             if tally.rows >= next_check:
                 next_check = tally.rows + 256
                 self._show_progress()
                 if halt.is_set():
-                    return
+                    break
+        self._count_valid(waiting_keys, waiting_lines)
+
+    def _count_valid(self, keys: list[str], lines: list[int]) -> None:
+        """Valid rows of a dry run: each new record counts, each repeat is skipped and listed (or kept)."""
+        if not keys:
+            return
+        repeated = self._seen.repeats(keys, lines)
+        self.tally.valid += len(keys) - len(repeated)
+        for index, first_line in repeated:
+            if not self._skipped_as_duplicate(lines[index], first_line):
+                self.tally.valid += 1
 
     def _check_row_by_row(self, positions: dict[str, int]) -> None:
         for _ in self._deliveries(positions):

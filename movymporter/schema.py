@@ -189,32 +189,59 @@ PlainKeys = Callable[[Iterable[Sequence[str]]], list[str | None]]
 
 _TEXT_CELL = r'(?! )[^"]*+(?<! )'
 _PLAIN_CELLS = {
-    "year": r"[1-9][0-9]{3}",
-    "length": r"[1-9][0-9]{0,14}|(?:0|[1-9][0-9]{0,5})\.[0-9]{1,3}|",
+    "length": r"[1-9][0-9]{0,14}|((?:0|[1-9][0-9]{0,5})\.[0-9]{1,3})|",
     "title": r'(?! )[^"]++(?<! )',
     "subject": _TEXT_CELL,
     "actor": _TEXT_CELL,
     "actress": _TEXT_CELL,
     "director": _TEXT_CELL,
-    "popularity": r"(?:100|[1-9]?[0-9])(?:\.[0-9]{1,3})?|",
-    "awards": r"[yY][eE][sS]|[nN][oO]|",
+    "popularity": r"100|[1-9]?[0-9]|((?:100|[1-9]?[0-9])\.[0-9]{1,3})|",
+    "awards": r"Yes|No|([yY][eE][sS]|[nN][oO])|",
     "image": r'(?! )[^"]+\.(?:png|jpe?g)|',
 }
-"""Each field in the forms whose JSON is certain: numbers are ASCII digits without sign, exponent or
-leading zero (so an integer is spelt in JSON as written, and a decimal of at most 3 places below 10**6
-as Python's repr, which is also pydantic's spelling), text is anything without a quote and without a
-space at either end (nothing to trim). A text cell is followed by a quote, which it cannot take back:
-its quantifier is possessive, and the regex engine keeps no backtracking state for it (a sixth of the
-match's time); the lookbehind then finds its last character, or the quote before an empty cell."""
+"""Each field but the year in the forms whose JSON is certain: numbers are ASCII digits without sign,
+exponent or leading zero (so an integer is spelt in JSON as written, and a decimal of at most 3 places
+below 10**6 as Python's repr, which is also pydantic's spelling), text is anything without a quote and
+without a space at either end (nothing to trim). What the key spells otherwise (a decimal, awards in
+another case) is in a group, so that a match without a group is its own key. A text cell is followed by
+a quote, which it cannot take back: its quantifier is possessive, and the regex engine keeps no
+backtracking state for it (a sixth of the match's time); the lookbehind then finds its last character,
+or the quote before an empty cell."""
 _AWARDS_JSON = {
     "".join(spelling): "".join(spelling).capitalize()
     for word in ("yes", "no", "")
     for spelling in product(*((char, char.upper()) for char in word))
 }
 """The awards of `_PLAIN_CELLS` in every case, and their JSON: a lookup costs less than capitalize()."""
-_AWARDS_SENT = frozenset(AWARDS.values())
-_PLAIN_ROW = re.compile('"'.join(f"(?:{_PLAIN_CELLS[name]})" for name in FIELDS))
-"""A row's cells in field order joined by '"', which no plain cell contains."""
+
+
+def digits_between(low: int, high: int, digits: int) -> str:
+    """A regex for the numbers from `low` to `high`, each written with `digits` digits (zero-padded): so a
+    plain year is checked within the fast path's one match, not by a lookup after it."""
+    if low > high:
+        return "(?!)"
+    return _digits_between(str(low).zfill(digits), str(high).zfill(digits))
+
+
+def _digits_between(low: str, high: str) -> str:
+    if not low:
+        return ""
+    if low == "0" * len(low) and high == "9" * len(high):
+        return f"[0-9]{{{len(low)}}}"
+    if low[0] == high[0]:
+        return low[0] + _digits_between(low[1:], high[1:])
+    rest = len(low) - 1
+    parts = [low[0] + _digits_between(low[1:], "9" * rest)]
+    if int(high[0]) - int(low[0]) > 1:
+        parts.append(f"[{int(low[0]) + 1}-{int(high[0]) - 1}]" + (f"[0-9]{{{rest}}}" if rest else ""))
+    parts.append(high[0] + _digits_between("0" * rest, high[1:]))
+    return f"(?:{'|'.join(parts)})"
+
+
+def _plain_row(max_year: int) -> re.Pattern[str]:
+    """A row's cells in field order joined by '"', which no plain cell contains."""
+    cells = {"year": digits_between(FIRST_YEAR, min(max_year, 9999), 4), **_PLAIN_CELLS}  # a plain year: 4 digits
+    return re.compile('"'.join(f"(?:{cells[name]})" for name in FIELDS))
 
 
 def record_key(movie: Movie) -> str:
@@ -261,55 +288,54 @@ def plain_body(key: str) -> bytes:
 def plain_keys_of(positions: Mapping[str, int], max_year: int, width: int | None = None) -> PlainKeys:
     """The fast path of the contract for one header: plainly valid rows straight to their record keys.
 
-    A row qualifies when each cell has a form of `_PLAIN_CELLS` and the text is printable (no
-    control character, surrogate, or whitespace but the space), without a backslash (nothing to
-    escape) or U+FFFD. Such a row passes every rule
-    of Movie, and its key is the one `record_key` gives, from which `plain_body` writes the bytes
-    `to_json` gives: the property test holds the three to it. Absent columns read as empty cells,
-    which is what the model's defaults amount to.
+    A row qualifies when its year is a plain one of the contract's range, each other cell has a form
+    of `_PLAIN_CELLS`, and the text is printable (no control character, surrogate, or whitespace but
+    the space), without a backslash (nothing to escape) or U+FFFD. Such a row passes every rule of
+    Movie, and its key is the one `record_key` gives, from which `plain_body` writes the bytes `to_json`
+    gives: the property test holds the three to it. Absent columns read as empty cells, which is what
+    the model's defaults amount to.
 
     `width` is the number of cells of a row, when known: a row that holds just the fields, in their
-    order (as most exports do), is used as it is, without picking its cells one by one. The years
-    allowed are a set of strings, since a set lookup is cheaper than parsing the year. A row whose
+    order (as most exports do), is used as it is, without picking its cells one by one. A row whose
     numbers are whole and whose awards are spelt as sent (most rows) is its own key, joined.
     """
     pick = itemgetter(*(positions.get(name, -1) for name in FIELDS))
     padded = any(name not in positions for name in FIELDS)
     in_order = width == len(FIELDS) and all(positions.get(name) == index for index, name in enumerate(FIELDS))
-    match = _PLAIN_ROW.fullmatch
-    years = frozenset(map(str, range(FIRST_YEAR, min(max_year, 9999) + 1)))  # a plain year has 4 digits
-    awards_json, awards_sent = _AWARDS_JSON, _AWARDS_SENT
+    match = _plain_row(max_year).fullmatch
+    awards_json = _AWARDS_JSON
     top_popularity = POPULARITY_RANGE[1]
 
     def keys(rows: Iterable[Sequence[str]]) -> list[str | None]:
         found: list[str | None] = []
         answer = found.append
-        for cells in rows:
-            values: Sequence[str] = cells if in_order else pick((*cells, "")) if padded else pick(cells)
+        laid_out = rows if in_order else (pick((*cells, "")) for cells in rows) if padded else map(pick, rows)
+        for values in laid_out:
             row = '"'.join(values)
-            if not row.isprintable() or "\\" in row or "\ufffd" in row or not match(row):
+            if not row.isprintable() or "\\" in row or "\ufffd" in row or (plain := match(row)) is None:
                 answer(None)
-                continue
-            if values[0] not in years:
-                answer(None)
-                continue
-            length, popularity, awards = values[1], values[7], values[8]
-            if "." in length or "." in popularity or awards not in awards_sent:
-                if "." in length:
-                    if float(length) <= 0:
-                        answer(None)
-                        continue
-                    length = repr(float(length))
-                if "." in popularity:
-                    if float(popularity) > top_popularity:
-                        answer(None)
-                        continue
-                    popularity = repr(float(popularity))
-                row = '"'.join((values[0], length, *values[2:7], popularity, awards_json[awards], values[9]))
-            answer(row)
+            elif plain.lastindex is None:
+                answer(row)
+            else:
+                answer(_respelt(values, top_popularity, awards_json))
         return found
 
     return keys
+
+
+def _respelt(values: Sequence[str], top_popularity: int, awards_json: Mapping[str, str]) -> str | None:
+    """The key of a plain row that spells a decimal or the awards otherwise than its JSON; None if a decimal
+    is out of its range (left to the model, which says so)."""
+    length, popularity = values[1], values[7]
+    if "." in length:
+        if float(length) <= 0:
+            return None
+        length = repr(float(length))
+    if "." in popularity:
+        if float(popularity) > top_popularity:
+            return None
+        popularity = repr(float(popularity))
+    return '"'.join((values[0], length, *values[2:7], popularity, awards_json[values[8]], values[9]))
 
 
 class Contract:

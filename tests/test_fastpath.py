@@ -14,6 +14,7 @@ so a change that quietly sends every row to pydantic fails too.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from hypothesis import strategies as st
 from bench.generate import write
 from movymporter import pipeline
 from movymporter.report import DUPLICATES, REJECTED
-from movymporter.schema import FIELDS, Contract, Movie, PlainKeys, plain_body, record_key, to_json
+from movymporter.schema import FIELDS, Contract, Movie, PlainKeys, digits_between, plain_body, record_key, to_json
 from movymporter.settings import Settings
 
 MAX_YEAR = 2026
@@ -298,6 +299,24 @@ def test_the_year_limit_is_the_contracts() -> None:
     cells = list({**PLAIN_ROW, "year": "2020"}.values())
     assert Contract(max_year=2019).plain_key(ALL_COLUMNS)(cells) is None
     assert Contract(max_year=2020).plain_key(ALL_COLUMNS)(cells) is not None
+
+
+@pytest.mark.parametrize(
+    ("low", "high"),
+    [
+        pytest.param(1888, MAX_YEAR, id="the-years-of-cinema"),
+        pytest.param(1888, 1888, id="a-single-year"),
+        pytest.param(1888, 9999, id="up-to-the-last-four-digit-year"),
+        pytest.param(1900, 1999, id="a-whole-century"),
+        pytest.param(1888, 2000, id="ending-on-a-round-year"),
+        pytest.param(1999, 2001, id="across-a-millennium"),
+        pytest.param(2020, 2019, id="an-empty-range-matches-nothing"),
+    ],
+)
+def test_the_year_pattern_matches_exactly_the_range(low: int, high: int) -> None:
+    """digits_between's regex matches every 4-digit spelling from low to high and nothing else."""
+    pattern = re.compile(digits_between(low, high, 4))
+    assert [year for year in range(10_000) if pattern.fullmatch(f"{year:04d}")] == list(range(low, high + 1))
 
 
 # --- the pipeline with and without the fast path -------------------------------------------------
