@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
 
 from movymporter import dedupe
-from movymporter.dedupe import SeenRecords, seeded_fingerprints
+from movymporter.dedupe import SeenRecords, salted_fingerprints
 from movymporter.errors import InputError
 
 INITIAL_SLOTS = 1 << 16  # SeenRecords' starting table size; growth starts past two thirds of it
@@ -45,21 +46,31 @@ def seen_as_written(tmp_path: Path) -> Iterator[SeenRecords]:
 
 
 def test_fingerprints_identify_equal_keys() -> None:
-    """A fingerprint is 16 bytes, equal for equal keys, different for different ones and for another seed."""
-    fingerprints = seeded_fingerprints(7)
+    """A fingerprint is 16 bytes, equal for equal keys (not only the same object), different for different
+    ones, and its second half changes with the salt."""
+    fingerprints = salted_fingerprints("\x1fa")
     key = '1995""Heat""""""""'
-    heat, same, other, empty, space = fingerprints([key, str(key), key + " ", "", " "])
+    heat, same, other, empty, space = fingerprints([key, "".join(list(key)), key + " ", "", " "])
     assert len(heat) == 16
     assert heat == same
     assert heat != other
     assert empty != space
-    assert next(iter(seeded_fingerprints(8)([key]))) != heat
+    (salted_otherwise,) = salted_fingerprints("\x1fb")([key])
+    assert salted_otherwise[:8] == heat[:8]
+    assert salted_otherwise[8:] != heat[8:]
 
 
 def test_a_key_with_an_undecoded_byte_is_still_fingerprinted() -> None:
     """A lone surrogate (a byte the reader could not decode) cannot reach a valid record, but would not crash."""
-    first, second = seeded_fingerprints(1)(["a\udcff", "a\udcfe"])
+    first, second = salted_fingerprints("\x1fa")(["a\udcff", "a\udcfe"])
     assert first != second
+
+
+def test_each_table_draws_its_own_salt(tmp_path: Path) -> None:
+    """Two runs fingerprint the same key differently: what makes two records collide cannot be known ahead."""
+    with SeenRecords(directory=tmp_path) as one, SeenRecords(directory=tmp_path) as other:
+        key = '1995""Heat""""""""'
+        assert one._fingerprints([key]) != other._fingerprints([key])
 
 
 def test_first_seen_is_none_then_the_first_line(seen: SeenRecords) -> None:
@@ -78,7 +89,7 @@ def test_first_seen_is_none_then_the_first_line(seen: SeenRecords) -> None:
     [pytest.param(0, id="growing-from-the-initial-table"), pytest.param(200_000, id="pre-sized-with-expected")],
 )
 def test_200k_distinct_records_are_told_apart_exactly(tmp_path: Path, expected: int) -> None:
-    """200,000 distinct digests are each new once, and each repeat answers its own first line."""
+    """200,000 distinct keys are each new once, and each repeat answers its own first line."""
     many = keys(200_000)
     with SeenRecords(directory=tmp_path, expected=expected) as seen:
         slots = len(seen._table)
@@ -94,7 +105,7 @@ def test_200k_distinct_records_are_told_apart_exactly(tmp_path: Path, expected: 
 def test_growth_keeps_every_answer_right(seen: SeenRecords) -> None:
     """Answers stay right before, across and after each doubling of the table."""
     batches = [keys(40_000, start) for start in range(0, 200_000, 40_000)]
-    known: list[bytes] = []
+    known: list[str] = []
     for batch in batches:
         assert all(seen.first_seen(d, len(known) + i) is None for i, d in enumerate(batch))
         known.extend(batch)
@@ -194,10 +205,15 @@ def test_spill_files_are_anonymous_and_closed(tmp_path: Path) -> None:
 TWIN_TAG = b"\x05\x06\x07\x08"
 
 
-def one_by_one(seen: SeenRecords, batch: list[str], lines: Iterable[int]) -> list[tuple[int, int]]:
-    """What `repeats` should answer, from `first_seen` of each record in turn."""
-    found = [(index, seen.first_seen(key, line)) for index, (key, line) in enumerate(zip(batch, lines, strict=True))]
-    return [(index, first) for index, first in found if first is not None]
+def as_a_dict_would(first_lines: dict[str, int], batch: list[str], lines: Iterable[int]) -> list[tuple[int, int]]:
+    """What `repeats` should answer, told by a dict of every key's first line (which it updates)."""
+    found = []
+    for index, (key, line) in enumerate(zip(batch, lines, strict=True)):
+        if key in first_lines:
+            found.append((index, first_lines[key]))
+        else:
+            first_lines[key] = line
+    return found
 
 
 @pytest.mark.parametrize(
@@ -207,27 +223,49 @@ def one_by_one(seen: SeenRecords, batch: list[str], lines: Iterable[int]) -> lis
         pytest.param([keys(5) + keys(5) + keys(2)], id="repeats-within-one-batch"),
         pytest.param([keys(50), keys(80, start=30), keys(10, start=200)], id="repeats-across-batches"),
         pytest.param([[with_tag(TWIN_TAG, rest % 7) for rest in range(40)]], id="tag-twins-within-one-batch"),
-        pytest.param([keys(INITIAL_SLOTS), keys(INITIAL_SLOTS + 10, start=5)], id="growth-within-a-batch"),
-        pytest.param([keys(WRITE_ENTRIES - 3), keys(10, start=WRITE_ENTRIES - 8)], id="repeats-across-a-write"),
+        pytest.param([keys(INITIAL_SLOTS), keys(INITIAL_SLOTS + 10, start=5)], id="a-batch-that-needs-a-bigger-table"),
+        pytest.param([keys(WRITE_ENTRIES + 3), keys(10, start=WRITE_ENTRIES - 2)], id="repeats-of-entries-written"),
         pytest.param([[], keys(3), [], keys(3)], id="empty-batches"),
     ],
 )
-def test_repeats_answers_as_first_seen_one_by_one(tmp_path: Path, batches: list[list[str]]) -> None:
-    """repeats gives, for a batch, the repeats first_seen finds among its records in turn: a repeat
-    inside the batch finds the earlier one, and the table grows mid-batch without losing a record."""
+def test_repeats_answers_as_a_dict_would(tmp_path: Path, batches: list[list[str]]) -> None:
+    """repeats gives, for each batch, the index and first line of each record seen before, as a dict of first
+    lines would: a repeat inside the batch finds the earlier one, and neither a bigger table nor entries moved
+    to the files lose a record."""
     fingerprints = as_written if batches[0] and batches[0][0].startswith(TWIN_TAG.hex()) else None
-    with (
-        SeenRecords(directory=tmp_path, fingerprints=fingerprints) as together,
-        SeenRecords(directory=tmp_path, fingerprints=fingerprints) as alone,
-    ):
+    with SeenRecords(directory=tmp_path, fingerprints=fingerprints) as seen:
+        first_lines: dict[str, int] = {}
         line = 1
         for batch in batches:
             lines = range(line, line + len(batch))
-            assert together.repeats(iter(batch), lines) == one_by_one(alone, batch, lines)
+            assert seen.repeats(iter(batch), lines) == as_a_dict_would(first_lines, batch, lines)
             line += len(batch)
-        assert len(together) == len(alone) == len({d for batch in batches for d in batch})
+        assert len(seen) == len(first_lines)
         again = [d for batch in batches for d in batch]
-        assert together.repeats(iter(again), [0] * len(again)) == one_by_one(alone, again, [0] * len(again))
+        assert seen.repeats(iter(again), [0] * len(again)) == as_a_dict_would(first_lines, again, [0] * len(again))
+
+
+@pytest.mark.parametrize(
+    ("tags", "twins"),
+    [pytest.param(3, 100, id="3-tags-100-twins-each"), pytest.param(50, 40, id="50-tags-40-twins-each")],
+)
+def test_random_batches_with_colliding_tags_answer_as_a_dict_would(
+    seen_as_written: SeenRecords, tags: int, twins: int
+) -> None:
+    """Batches of random sizes drawn from few tags (so that most lookups meet a twin), across entries moved to the
+    files: every answer is the dict's."""
+    rng = random.Random(tags)
+    first_lines: dict[str, int] = {}
+    line = 1
+    for _ in range(40):
+        batch = [
+            with_tag(rng.randrange(tags).to_bytes(4, "little"), rng.randrange(twins)) for _ in range(rng.randrange(300))
+        ]
+        lines = range(line, line + len(batch))
+        assert seen_as_written.repeats(batch, lines) == as_a_dict_would(first_lines, batch, lines)
+        line += len(batch)
+    assert line > WRITE_ENTRIES  # some answers came from the files
+    assert len(seen_as_written) == len(first_lines)
 
 
 def test_repeats_needs_a_line_for_each_key(seen: SeenRecords) -> None:
