@@ -75,10 +75,15 @@ def _fail(code: str, rule: str, value: object | None = None) -> PydanticCustomEr
 _REMEMBERED = 4096
 """Valid cells remembered by each rule below (a few distinct values make up most of a column): a row the model
 checks, most often because one of its cells is invalid, then costs a lookup for each of the others."""
+_SHORT = 32
+"""Only cells up to this length are remembered, so the memory stays small whatever the file holds (a valid
+number can be padded with spaces or zeros up to the csv field limit)."""
 
 
 def _year(value: Any, info: ValidationInfo) -> int:
-    return _year_of(str(value), info.context["max_year"] if info.context else dt.date.today().year)
+    text = str(value)
+    last = info.context["max_year"] if info.context else dt.date.today().year
+    return _year_of(text, last) if len(text) <= _SHORT else _year_of.__wrapped__(text, last)
 
 
 @lru_cache(maxsize=_REMEMBERED)
@@ -106,7 +111,11 @@ def _number(field: str, text: str) -> int | float | None:
     number = float(text)
     if not math.isfinite(number):
         raise _fail(CONSTRAINT_ERROR, f"{field} must be a finite number", _shown(text))
-    return int(text) if _INTEGER.match(text) else number
+    if not _INTEGER.match(text):
+        return number
+    # Finite, so at most 309 digits once leading zeros are gone: int() refuses more than 4300.
+    digits = text.lstrip("+-").lstrip("0") or "0"
+    return int("-" + digits if text.startswith("-") else digits)
 
 
 def _shown(text: str) -> str:
@@ -115,7 +124,8 @@ def _shown(text: str) -> str:
 
 
 def _length(value: Any) -> int | float | None:
-    return _length_of(str(value))
+    text = str(value)
+    return _length_of(text) if len(text) <= _SHORT else _length_of.__wrapped__(text)
 
 
 @lru_cache(maxsize=_REMEMBERED)
@@ -127,7 +137,8 @@ def _length_of(value: str) -> int | float | None:
 
 
 def _popularity(value: Any) -> int | float | None:
-    return _popularity_of(str(value))
+    text = str(value)
+    return _popularity_of(text) if len(text) <= _SHORT else _popularity_of.__wrapped__(text)
 
 
 @lru_cache(maxsize=_REMEMBERED)
@@ -140,7 +151,8 @@ def _popularity_of(value: str) -> int | float | None:
 
 
 def _awards(value: Any) -> str:
-    return _awards_of(str(value))
+    text = str(value)
+    return _awards_of(text) if len(text) <= _SHORT else _awards_of.__wrapped__(text)
 
 
 @lru_cache(maxsize=_REMEMBERED)
@@ -218,6 +230,8 @@ _AWARDS_JSON = {
 def digits_between(low: int, high: int, digits: int) -> str:
     """A regex for the numbers from `low` to `high`, each written with `digits` digits (zero-padded): so a
     plain year is checked within the fast path's one match, not by a lookup after it."""
+    if high >= 10**digits:
+        raise ValueError(f"{high} has more than {digits} digits")
     if low > high:
         return "(?!)"
     return _digits_between(str(low).zfill(digits), str(high).zfill(digits))

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from movymporter import schema
 from movymporter.errors import InputError
 from movymporter.schema import FIELDS, Contract, Movie, Problem, column_positions, to_json
 from movymporter.sink.contract import accept
@@ -276,6 +277,14 @@ def test_integer_length_beyond_float_range_is_refused() -> None:
     assert (problem.field, problem.rule) == ("length", "length must be a finite number")
 
 
+@pytest.mark.parametrize("field", ["length", "popularity"])
+def test_a_number_padded_with_thousands_of_zeros_is_that_number(field: str) -> None:
+    """Leading zeros do not count against Python's 4300-digit limit for int(): 000...07 is 7."""
+    movie = Contract().validate({"title": "Heat", "year": "1995", field: "0" * 5000 + "7"})
+    assert isinstance(movie, Movie)
+    assert getattr(movie, field) == 7
+
+
 @pytest.mark.parametrize("field", ["year", "length", "popularity"])
 def test_very_long_number_gets_a_plain_message(field: str) -> None:
     """A 5000-digit number is refused with the field's own plain rule, not a Python internals message."""
@@ -283,6 +292,26 @@ def test_very_long_number_gets_a_plain_message(field: str) -> None:
     assert problem.field == field
     assert problem.rule.startswith(f"{field} must be")
     assert "4300" not in problem.message
+
+
+REMEMBERING_RULES = ("_year_of", "_length_of", "_popularity_of", "_awards_of")
+
+
+def test_the_rules_remember_short_valid_cells_only() -> None:
+    """A valid cell padded far past any real value gets the same answer as its short spelling, and the rules'
+    memory keeps the short spellings only: a file of huge cells cannot make it grow."""
+    for name in REMEMBERING_RULES:
+        getattr(schema, name).cache_clear()
+    pad = " " * 10_000
+    padded = {"title": "Heat", "year": pad + "1995", "length": "0" * 10_000 + "90", "popularity": "7" + pad}
+    short = {"title": "Heat", "year": "1995", "length": "90", "popularity": "7"}
+    long_movie = Contract().validate({**padded, "awards": "yes" + pad})
+    assert [getattr(schema, name).cache_info().currsize for name in REMEMBERING_RULES] == [0, 0, 0, 0]
+    short_movie = Contract().validate({**short, "awards": "yes"})
+    assert [getattr(schema, name).cache_info().currsize for name in REMEMBERING_RULES] == [1, 1, 1, 1]
+    assert isinstance(long_movie, Movie)
+    assert isinstance(short_movie, Movie)
+    assert to_json(long_movie) == to_json(short_movie)
 
 
 # --- to_json ------------------------------------------------------------------------------------
