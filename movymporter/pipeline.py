@@ -53,7 +53,8 @@ REPORT_COLUMNS = len(_REPORT_COLUMN_NAMES)
 _ANNOUNCE_KEY_BYTES = 1 << 30
 """Files from this size on take a noticeable time to fingerprint for the resume state: the log says so."""
 _KEYS_AT_ONCE = 256
-"""Valid rows a dry run hands to the duplicate table in one call (a call costs about as much as 15 rows)."""
+"""A dry run hands valid rows to the duplicate table once this many are waiting (a run may bring more): a call
+costs about as much as 15 rows."""
 _NUMBER = re.compile(r"\b\d+(\.\d+)?\b")
 _QUOTED = re.compile(r'"[^"]*"')
 

@@ -279,6 +279,40 @@ def test_ctrl_c_stops_a_dry_run_whose_every_row_is_rejected(
     assert_accounted(summary)
 
 
+def test_ctrl_c_in_a_dry_run_counts_the_valid_rows_read_before_it(
+    tmp_path: Path,
+    generated: Callable[..., tuple[Path, Expected]],
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Valid rows wait to be handed to the duplicate table a few runs at a time: a halt between runs still counts
+    every one read before it, and lists each duplicate among them."""
+    path, _ = generated(6000, seed=4)
+    halt = threading.Event()
+    show_progress = pipeline.Pipeline._show_progress
+    calls = 0
+
+    def press_ctrl_c_at_the_third_check(self: pipeline.Pipeline, *, force: bool = False) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            halt.set()
+        show_progress(self, force=force)
+
+    monkeypatch.setattr(pipeline.Pipeline, "_show_progress", press_ctrl_c_at_the_third_check)
+    monkeypatch.setattr(pipeline, "_KEYS_AT_ONCE", 10**9)  # so that keys are waiting whenever the halt comes
+    report_dir = tmp_path / "reports"
+    result = pipeline.run(make_settings(csv_in=path, dry_run=True, report_dir=report_dir), halt=halt)
+
+    summary = result.summary
+    assert result.exit_status is ExitStatus.INTERRUPTED
+    assert 0 < summary["rows"] < 6000
+    assert summary["valid"] + summary["invalid"] + summary["duplicates"] == summary["rows"]
+    assert summary["duplicates"] > 0
+    assert len(duplicate_lines(report_dir)) == summary["duplicates"]
+    assert_accounted(summary)
+
+
 def test_stop_on_errors_stops_reading_and_says_where(
     reliable_sink: RunningSink, tmp_path: Path, make_settings: Callable[..., Settings]
 ) -> None:
