@@ -37,10 +37,9 @@ from typing import IO
 
 from movymporter.errors import InputError
 
-FINGERPRINT_BYTES = 16
 _HALVES = struct.Struct("=qq")
-_LINE = array("Q")
-_LINE_BYTES = _LINE.itemsize
+FINGERPRINT_BYTES = _HALVES.size
+_LINE_BYTES = array("Q").itemsize
 _INITIAL_SLOTS = 1 << 16
 _WRITE_ENTRIES = 1 << 12
 """New entries wait in memory up to this many, then go to the files in one write each."""

@@ -231,9 +231,9 @@ class Pipeline:
         This is all a dry run does, so it takes the reader's runs whole: the fast path takes a run in one call,
         the duplicate table the keys of a few runs (a batch split by an odd row is whole again), and only the
         rows they leave (invalid, not plain, repeated) are looked at one by one. No body is written: the record
-        keys are all the duplicate table needs. A stop at the N-th
-        rejected row (STOP_ON_ERRORS) gives the rest of its run back to the reader; Ctrl-C is seen between runs.
-        A rejected.csv, whose cells need restoring, goes row by row.
+        keys are all the duplicate table needs. A stop at the N-th rejected row (STOP_ON_ERRORS) gives the rest
+        of its run back to the reader; Ctrl-C is seen between runs. A rejected.csv, whose cells need restoring,
+        goes row by row.
         """
         if self._source.is_report:
             self._check_row_by_row(positions)

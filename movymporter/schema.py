@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from itertools import product
 from operator import itemgetter
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError, ValidationInfo
 from pydantic.functional_validators import PlainValidator
@@ -72,6 +72,7 @@ def _fail(code: str, rule: str, value: object | None = None) -> PydanticCustomEr
     return PydanticCustomError(code, rule + shown, {"rule": rule})
 
 
+T = TypeVar("T")
 _REMEMBERED = 4096
 """Valid cells remembered by each rule below (a few distinct values make up most of a column): a row the model
 checks, most often because one of its cells is invalid, then costs a lookup for each of the others."""
@@ -80,10 +81,15 @@ _SHORT = 32
 number can be padded with spaces or zeros up to the csv field limit)."""
 
 
+def _remembered(rule: Callable[..., T], text: str, *limits: int) -> T:
+    """`rule(text, *limits)`, where `rule` is an lru_cache: from the cache for a short text, straight for a long
+    one, which the cache does not keep."""
+    return rule(text, *limits) if len(text) <= _SHORT else rule.__wrapped__(text, *limits)  # type: ignore[attr-defined]
+
+
 def _year(value: Any, info: ValidationInfo) -> int:
-    text = str(value)
     last = info.context["max_year"] if info.context else dt.date.today().year
-    return _year_of(text, last) if len(text) <= _SHORT else _year_of.__wrapped__(text, last)
+    return _remembered(_year_of, str(value), last)
 
 
 @lru_cache(maxsize=_REMEMBERED)
@@ -124,8 +130,7 @@ def _shown(text: str) -> str:
 
 
 def _length(value: Any) -> int | float | None:
-    text = str(value)
-    return _length_of(text) if len(text) <= _SHORT else _length_of.__wrapped__(text)
+    return _remembered(_length_of, str(value))
 
 
 @lru_cache(maxsize=_REMEMBERED)
@@ -137,8 +142,7 @@ def _length_of(value: str) -> int | float | None:
 
 
 def _popularity(value: Any) -> int | float | None:
-    text = str(value)
-    return _popularity_of(text) if len(text) <= _SHORT else _popularity_of.__wrapped__(text)
+    return _remembered(_popularity_of, str(value))
 
 
 @lru_cache(maxsize=_REMEMBERED)
@@ -151,8 +155,7 @@ def _popularity_of(value: str) -> int | float | None:
 
 
 def _awards(value: Any) -> str:
-    text = str(value)
-    return _awards_of(text) if len(text) <= _SHORT else _awards_of.__wrapped__(text)
+    return _remembered(_awards_of, str(value))
 
 
 @lru_cache(maxsize=_REMEMBERED)
@@ -317,8 +320,6 @@ def plain_keys_of(positions: Mapping[str, int], max_year: int, width: int | None
     padded = any(name not in positions for name in FIELDS)
     in_order = width == len(FIELDS) and all(positions.get(name) == index for index, name in enumerate(FIELDS))
     match = _plain_row(max_year).fullmatch
-    awards_json = _AWARDS_JSON
-    top_popularity = POPULARITY_RANGE[1]
 
     def keys(rows: Iterable[Sequence[str]]) -> list[str | None]:
         found: list[str | None] = []
@@ -331,13 +332,13 @@ def plain_keys_of(positions: Mapping[str, int], max_year: int, width: int | None
             elif plain.lastindex is None:
                 answer(row)
             else:
-                answer(_respelt(values, top_popularity, awards_json))
+                answer(_respelt(values))
         return found
 
     return keys
 
 
-def _respelt(values: Sequence[str], top_popularity: int, awards_json: Mapping[str, str]) -> str | None:
+def _respelt(values: Sequence[str]) -> str | None:
     """The key of a plain row that spells a decimal or the awards otherwise than its JSON; None if a decimal
     is out of its range (left to the model, which says so)."""
     length, popularity = values[1], values[7]
@@ -346,10 +347,10 @@ def _respelt(values: Sequence[str], top_popularity: int, awards_json: Mapping[st
             return None
         length = repr(float(length))
     if "." in popularity:
-        if float(popularity) > top_popularity:
+        if float(popularity) > POPULARITY_RANGE[1]:
             return None
         popularity = repr(float(popularity))
-    return '"'.join((values[0], length, *values[2:7], popularity, awards_json[values[8]], values[9]))
+    return '"'.join((values[0], length, *values[2:7], popularity, _AWARDS_JSON[values[8]], values[9]))
 
 
 class Contract:
