@@ -1,15 +1,16 @@
-"""MovieStore: accepted films in SQLite, the Idempotency-Key unique."""
+"""MovieStore: accepted films in SQLite, the Idempotency-Key unique unless every request is to be kept."""
 
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from movymporter.sink.contract import FIELDS, Film, zero_film
-from movymporter.sink.store import MovieStore
+from movymporter.sink.store import MovieStore, StoreError
 
 
 def make_film(title: str = "Heat", **fields: object) -> Film:
@@ -125,3 +126,40 @@ def test_memory_stores_are_independent() -> None:
     finally:
         one.close()
         two.close()
+
+
+def test_a_store_without_unique_keys_keeps_every_request() -> None:
+    """SINK_IDEMPOTENCY=off, like the original service: a repeat of a key is stored again, so repeats can be counted."""
+    store = MovieStore(":memory:", unique_keys=False)
+    try:
+        assert [store.add(make_film("Heat"), "same") for _ in range(3)] == [True, True, True]
+        assert [row["idempotency_key"] for row in store.page()] == ["same"] * 3
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("unique_keys", "repeat_stored"),
+    [pytest.param(True, False, id="unique-then-unique"), pytest.param(False, True, id="unique-then-every-request")],
+)
+def test_one_file_serves_either_setting(tmp_path: Path, unique_keys: bool, repeat_stored: bool) -> None:
+    """The key's index is not a constraint of the file: the same store can be reopened with the other setting."""
+    path = str(tmp_path / "sink.sqlite")
+    MovieStore(path).close()
+    again = MovieStore(path, unique_keys=unique_keys)
+    try:
+        assert again.add(make_film(), "k") is True
+        assert again.add(make_film(), "k") is repeat_stored
+    finally:
+        again.close()
+
+
+def test_a_file_of_an_older_sink_cannot_store_every_request(tmp_path: Path) -> None:
+    """A store made when the key was a UNIQUE column is refused with a clear message, not a failure per request."""
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute(f"CREATE TABLE movies (id INTEGER PRIMARY KEY, idempotency_key TEXT UNIQUE, {', '.join(FIELDS)})")
+    db.close()
+
+    with pytest.raises(StoreError, match=r"older sink.*bin/clean"):
+        MovieStore(str(path), unique_keys=False)

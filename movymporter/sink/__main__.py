@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from movymporter.sink.app import SinkApp
 from movymporter.sink.settings import SinkSettings
-from movymporter.sink.store import MovieStore
+from movymporter.sink.store import MovieStore, StoreError
 
 
 def main() -> int:
@@ -35,7 +35,12 @@ def main() -> int:
         return 2
     listener.listen(1024)
     port = listener.getsockname()[1]
-    app = SinkApp(settings, MovieStore(settings.db))
+    try:
+        store = MovieStore(settings.db, unique_keys=settings.idempotency)
+    except StoreError as error:
+        print(f"sink: SINK_DB: {error}", file=sys.stderr)
+        return 2
+    app = SinkApp(settings, store)
     announcement = {"event": "listening", **settings.model_dump(), "port": port}
     print(json.dumps(announcement), flush=True)
     config = uvicorn.Config(

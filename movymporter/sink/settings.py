@@ -17,6 +17,11 @@ class SinkSettings(BaseSettings):
     latency_ms: float = Field(0.0, ge=0.0, description="delay added before every POST is answered")
     seed: int | None = Field(None, description="seed of the 503 dice, for repeatable runs")
     db: str = Field(":memory:", description="SQLite file of accepted films")
+    idempotency: bool = Field(
+        True,
+        description="honour Idempotency-Key (a repeat is answered 201, not stored again); off stores every request, "
+        "as the original service does",
+    )
     max_body_bytes: int = Field(1_048_576, ge=1, description="larger request bodies get 413")
     read_timeout_s: float = Field(2.0, gt=0.0, description="time allowed to receive a request body")
     # Fault injection for tests and benchmarks; the defaults leave the original behaviour.
