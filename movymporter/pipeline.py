@@ -30,6 +30,7 @@ import requests
 from movymporter import __version__, metrics
 from movymporter.dedupe import SeenRecords
 from movymporter.errors import ConfigError
+from movymporter.journal import Journals, recording
 from movymporter.pool import DeliveryWorkers, threads_for
 from movymporter.progress import Progress
 from movymporter.reader import CsvInput, Record, Rows, decode_errors, estimate_rows
@@ -48,6 +49,8 @@ TOP_REASONS = 10
 _SETTLED_AS = {Verdict.DELIVERED: DELIVERED, Verdict.REJECTED: SINK_REJECTED, Verdict.FAILED: FAILED}
 """How the resume state records each verdict; the others (cut short by a stop) are not settled."""
 STATE_FILE = "state.sqlite"
+JOURNALS = "journal"
+"""STATE_DIR/journal/<input key>/: the delivery journals of each input (see journal.py)."""
 REPORT_COLUMNS = len(_REPORT_COLUMN_NAMES)
 """line, stage, reason: the columns a rejected.csv adds before the input's own."""
 _ANNOUNCE_KEY_BYTES = 1 << 30
@@ -126,6 +129,9 @@ class Pipeline:
         """Rows rejected again that an earlier run had settled: they do not count towards STOP_ON_ERRORS."""
         # The parts of the run, set up by run().
         self.state: ResumeState | None = None
+        self._journals: Journals | None = None
+        """Where each sending process journals its deliveries; None in a dry run (or after a Ctrl-C while the
+        input was read to know it)."""
         self._sender: Sender | None = None
         self._source: CsvInput
         self._reports: Reports
@@ -145,8 +151,12 @@ class Pipeline:
             self._fields = list(positions.items())
             self._describe_input(positions)
             processes = None
+            key = None
             if not settings.dry_run:
                 self._sender = parts.enter_context(contextlib.closing(self._connect()))
+                key = self._input_key()
+                if key is not None:
+                    self._journals = Journals(settings.state_dir / JOURNALS / key)
                 processes = self._start_workers()
                 if processes is not None:
                     parts.enter_context(processes)
@@ -158,8 +168,8 @@ class Pipeline:
                 header=header[REPORT_COLUMNS:] if source.is_report else header,
             )
             parts.enter_context(contextlib.closing(self._reports))
-            if not settings.dry_run and (state := self._open_state()) is not None:
-                self.state = parts.enter_context(contextlib.closing(state))
+            if key is not None:
+                self.state = parts.enter_context(contextlib.closing(self._open_state(key)))
             before = self._scrape()
             self._seen = parts.enter_context(SeenRecords(expected=estimate_rows(self.path, source.size)))
             self._progress = parts.enter_context(
@@ -182,6 +192,7 @@ class Pipeline:
                 if unread is None:
                     self.state.read_past(source.lines_read + 1)
                 self.state.save(force=True)
+                self._absorb_journals(at_start=False)
             self.tally.blank = source.blank_lines
             summary = self._summary(self._reconcile(before), unread)
             self._reports.finish(summary)
@@ -402,24 +413,30 @@ class Pipeline:
             self._carried_rejections += 1
         self._reports.reject(line, stage, "; ".join(map(str, problems)), cells)
 
-    def _open_state(self) -> ResumeState | None:
-        """The resume state of this input; None after a Ctrl-C while the file was read to know it (nothing
-        is sent then, so there is nothing to record)."""
+    def _input_key(self) -> str | None:
+        """What the resume state knows this input by; None after a Ctrl-C while the file was read to know it
+        (nothing is sent then, so there is nothing to record)."""
         settings = self.settings
         if self._source.size >= _ANNOUNCE_KEY_BYTES:
             log.info("reading the whole file once, to know it again on a re-run (%.1f GB)", self._source.size / 1e9)
-        key = input_key(
+        return input_key(
             self.path, settings.url_out, settings.keep_duplicates, self._contract.max_year, __version__, halt=self.halt
         )
-        if key is None:
-            return None
-        state = ResumeState(
+
+    def _open_state(self, key: str) -> ResumeState:
+        """The resume state of this input, with what the journals of a killed run add to it."""
+        settings = self.settings
+        state = self.state = ResumeState(
             settings.state_dir / STATE_FILE,
             key,
             path=self.path,
             url=settings.url_out,
             fresh=settings.fresh,
+            durable=settings.sync == "full",
         )
+        if settings.fresh and self._journals is not None:
+            self._journals.forget()
+        self._absorb_journals(at_start=True)
         if state.resuming:
             log.info(
                 "resuming: an earlier run settled the rows before line %d%s; not sent again (--fresh sends all)",
@@ -427,6 +444,22 @@ class Pipeline:
                 f" and {len(state.delivered_above)} after it" if state.delivered_above else "",
             )
         return state
+
+    def _absorb_journals(self, *, at_start: bool) -> None:
+        """Fold into the state the deliveries it does not know of: those of a killed run (at the start), or of a
+        sending process lost during this run (at the end), whose rows were then reported as not delivered."""
+        if self.state is None or self._journals is None:
+            return
+        with self._journals.absorbing() as lines:
+            found = self.state.absorb(lines)
+        if found and at_start:
+            log.info("an interrupted run journaled %d deliveries it had not saved yet: not sent again", found)
+        elif found:
+            log.warning(
+                "%d rows reported as not delivered were delivered after all (a lost sending process journaled "
+                "them): a re-run will not send them again",
+                found,
+            )
 
     def _stop(self, reason: str, *, halt: bool = True) -> None:
         """Stop reading; with `halt`, also cut retries short (the rows in flight end as not attempted)."""
@@ -449,6 +482,7 @@ class Pipeline:
         return ProcessWorkers(
             self.settings,
             self._on_outcome,
+            journals=self._journals,
             health=self._sender.health,
             on_lost=self._stop,
             on_idle=self._show_progress,
@@ -458,8 +492,12 @@ class Pipeline:
         """Worker threads (or the worker processes) pull from the reader and deliver."""
         assert self._sender is not None
         settings = self.settings
+        deliver, journal = self._sender.deliver, None
+        if processes is None and self._journals is not None:
+            journal = self._journals.writer(sync=settings.sync == "full")
+            deliver = recording(deliver, journal)
         workers = processes or DeliveryWorkers(
-            self._sender.deliver,
+            deliver,
             self._on_outcome,
             threads=threads_for(settings.concurrency),
             admission=self._sender.admission,
@@ -467,6 +505,8 @@ class Pipeline:
         )
         grace = settings.connect_timeout + settings.read_timeout + 1
         complete = workers.run(deliveries, halt=self.halt, grace_s=grace)
+        if journal is not None and complete:
+            journal.close()  # else a request given up on may still be answered: its journal stays open till exit
         self._limits = workers.limits if processes is not None else [self._sender.slots.describe()]
         if not complete:
             log.error("%d requests still had no answer after %.0f s", len(workers.unfinished), grace)

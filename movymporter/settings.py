@@ -138,6 +138,14 @@ class Settings(BaseSettings):
         10.0, help="seconds between stats lines when not on a terminal", accepted="a number of seconds above 0", gt=0
     )
     state_dir: Path = setting(Path(".state"), help="where the resume state is kept", accepted="a directory path")
+    sync: Literal["normal", "full"] = setting(
+        "normal",
+        help=(
+            "how far each delivery is written before the next: normal = to the OS (outlives a killed importer), "
+            "full = to the disk (outlives a power loss; a disk flush per row)"
+        ),
+        accepted="normal or full",
+    )
     auth_token: SecretStr | None = setting(
         None,
         help="bearer token for the sink; never logged",
@@ -175,6 +183,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("sync", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("delimiter", mode="before")
     @classmethod

@@ -19,8 +19,9 @@ A re-run never lowers the watermark nor forgets a line delivered above it: it
 reads the file from the top again and only rows the state says were not
 delivered go out, so what earlier runs settled stays settled whatever happens
 to this one. Writes are batched into one SQLite transaction at most every
-0.2 s (WAL mode): a crash loses at most that batch, whose rows the next run
-sends again under the same idempotency keys.
+0.2 s (WAL mode). What a crash of the importer loses of that batch, each
+sending process has written to its journal as the answers came (journal.py);
+the next run folds the journals in (`absorb`) before it sends anything.
 """
 
 from __future__ import annotations
@@ -99,8 +100,10 @@ class ResumeState:
         path: Path,
         url: str,
         fresh: bool,
+        durable: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`durable` (SYNC=full): every save is on the disk before it returns, not only handed to the OS."""
         self._key = key
         self._path = str(path)
         self._url = url
@@ -110,7 +113,7 @@ class ResumeState:
             # Used from the delivery threads too, always under their one lock.
             self._db = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as error:
             raise ConfigError(
@@ -137,6 +140,8 @@ class ResumeState:
         self._delivered_now: set[int] = set()
         self._pending_exceptions: dict[int, tuple[str, str] | None] = {}
         self._next_flush = clock() + _FLUSH_EVERY_S
+        self._saved_watermark = self.watermark
+        """The watermark on disk: every row below it is settled there (lines journaled below it are known)."""
 
     def settled_before(self, line: int) -> str | None:
         """How an earlier run settled the valid row on this line: delivered, sink_rejected, failed, or None."""
@@ -169,6 +174,21 @@ class ResumeState:
         else:
             self._pending_exceptions[line] = (kind, reason)
 
+    def absorb(self, lines: Iterable[int]) -> int:
+        """Deliveries the journals hold that this state does not know yet (a killed run's last ones): now
+        known, and saved. Returns how many there were."""
+        found: set[int] = set()
+        for line in lines:
+            if line in self.exceptions:
+                self._pending_exceptions[line] = None  # failed once, delivered after all
+                found.add(line)
+            elif line >= self._saved_watermark and line not in self.delivered_above and line not in self._delivered_now:
+                found.add(line)
+        if found:
+            self.delivered_above = self.delivered_above | found
+            self.save(force=True)
+        return len(found)
+
     def save(self, *, force: bool = False) -> None:
         """Write the progress, at most every 0.2 s unless forced."""
         now = self._clock()
@@ -178,7 +198,7 @@ class ResumeState:
         unsettled = [self._frontier, *self._in_flight]
         if self._first_cut_short is not None:
             unsettled.append(self._first_cut_short)
-        watermark = max(self.watermark, min(unsettled))
+        watermark = self._saved_watermark = max(self.watermark, min(unsettled))
         self._delivered_now = {line for line in self._delivered_now if line >= watermark}
         above = {line for line in self.delivered_above if line >= watermark} | self._delivered_now
         with self._db:

@@ -14,6 +14,8 @@ worker ignores Ctrl-C and SIGTERM: the main process decides when to stop and
 tells the workers, and a worker whose main process vanished stops by itself.
 Its log records go to the main process too, which writes them, under the
 worker's name, with its own handlers: above the progress bar, not across it.
+Each worker journals its deliveries itself, as their answers come (journal.py):
+the main process may be killed while their outcomes are still in the pipe.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
+from movymporter.journal import Journals, recording
 from movymporter.pool import supervise, threads_for
 from movymporter.sender import Delivery, Outcome, Sender, SinkHealth, Verdict
 from movymporter.settings import Settings
@@ -66,6 +69,7 @@ class ProcessWorkers:
         settings: Settings,
         on_outcome: Callable[[Outcome], None],
         *,
+        journals: Journals | None,
         health: SinkHealth,
         on_lost: Callable[[str], None],
         on_idle: Callable[[], None] = lambda: None,
@@ -73,6 +77,7 @@ class ProcessWorkers:
     ) -> None:
         self._settings = settings
         self._on_outcome = on_outcome
+        self._journals = journals
         self._health = health
         self._on_lost = on_lost
         self._on_idle = on_idle
@@ -100,7 +105,7 @@ class ProcessWorkers:
             ours_so_far = [connection for _, connection, _ in self._processes] + [ours]
             process = context.Process(
                 target=serve,
-                args=(child_settings, theirs, ours_so_far),
+                args=(child_settings, theirs, ours_so_far, self._journals),
                 name=f"movymporter-worker-{number}",
                 daemon=True,
             )
@@ -275,8 +280,8 @@ def _pipe(operation: Callable[..., Any], *args: Any) -> Any:
         raise _WorkerGone from None
 
 
-def serve(settings: Settings, connection: Connection, not_ours: list[Connection]) -> None:
-    """A worker process: POST the rows the main process sends, answer with their outcomes.
+def serve(settings: Settings, connection: Connection, not_ours: list[Connection], journals: Journals | None) -> None:
+    """A worker process: POST the rows the main process sends, journal the deliveries, answer with the outcomes.
 
     Ends when told there is no more, or when the main process is gone (its pipe reads end of file)."""
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -297,6 +302,8 @@ def serve(settings: Settings, connection: Connection, not_ours: list[Connection]
     root.setLevel(settings.log_level)  # a spawned worker starts without the main process's configuration
     halt = threading.Event()
     sender = Sender(settings, halt=halt)
+    journal = journals.writer(sync=settings.sync == "full") if journals is not None else None
+    deliver = recording(sender.deliver, journal) if journal is not None else sender.deliver
     threads = threads_for(settings.concurrency)
     inbox: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
     outbox: list[Packed] = []
@@ -360,7 +367,7 @@ def serve(settings: Settings, connection: Connection, not_ours: list[Connection]
             delivery = inbox.get()
             if delivery is None:
                 return False
-            outcome = sender.deliver(delivery)
+            outcome = deliver(delivery)
         finally:
             sender.admission.leave()
         reply(
@@ -386,6 +393,8 @@ def serve(settings: Settings, connection: Connection, not_ours: list[Connection]
         worker.start()
     for worker in workers:
         worker.join()
+    if journal is not None:
+        journal.close()  # before DONE: the main process folds the journal into the state once every worker is done
     with reply_lock, contextlib.suppress(OSError):  # OSError: the main process is gone
         connection.send((DONE, sender.slots.describe()))
     sender.close()

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import requests
 
 from movymporter import pipeline
 from movymporter.errors import ConfigError
@@ -124,6 +125,52 @@ def test_a_rerun_that_stops_early_does_not_lose_what_earlier_runs_settled(tmp_pa
     assert third.settled_before(2) == DELIVERED
 
 
+@pytest.mark.parametrize(
+    ("journaled", "found", "settled"),
+    [
+        pytest.param([], 0, {9: None, 13: None, 6: FAILED}, id="nothing-journaled-changes-nothing"),
+        pytest.param([9, 13], 2, {9: DELIVERED, 13: DELIVERED}, id="in-flight-and-unread-lines-delivered-are-known"),
+        pytest.param([6], 1, {6: DELIVERED}, id="a-failed-row-delivered-after-all-is-no-exception"),
+        pytest.param([2, 12], 0, {2: DELIVERED, 12: DELIVERED}, id="lines-the-state-knows-are-not-counted"),
+        pytest.param([13, 13, 13], 1, {13: DELIVERED}, id="a-line-in-several-journals-counts-once"),
+    ],
+)
+def test_absorbing_a_killed_runs_journal(
+    tmp_path: Path, journaled: list[int], found: int, settled: dict[int, str | None]
+) -> None:
+    """What the journals add to the state is saved at once: the run after the next one knows it too."""
+    a_run_that_stopped(tmp_path)
+    again = open_state(tmp_path)
+
+    assert again.absorb(journaled) == found
+    again.close()
+
+    third = open_state(tmp_path)
+    assert {line: third.settled_before(line) for line in settled} == settled
+    assert third.watermark == 9
+
+
+def test_absorbing_at_the_end_of_a_run_keeps_only_what_the_run_did_not_know(tmp_path: Path) -> None:
+    """A lost sending process's rows were cut short (the watermark waits at the first); its journal says which
+    were delivered after all, without holding every line this run delivered in memory."""
+    state = open_state(tmp_path)
+    for line in range(2, 12):
+        state.sending(line)
+    for line in (2, 3, 4, 8):
+        state.finished(line, DELIVERED)
+    for line in (5, 6, 7, 9, 10, 11):
+        state.finished(line, None)  # the process that sent them was lost
+    state.read_past(12)
+    state.save(force=True)
+
+    assert state.absorb([2, 3, 4, 8, 6, 7]) == 2
+    state.close()
+
+    again = open_state(tmp_path)
+    assert again.watermark == 5
+    assert [line for line in range(2, 12) if again.settled_before(line) is None] == [5, 9, 10, 11]
+
+
 def test_saves_are_batched_by_time(tmp_path: Path) -> None:
     """Progress is written at most every 0.2 s unless forced, so the hot path does not wait on disk."""
     clock = FakeClock()
@@ -222,6 +269,14 @@ def test_unwritable_state_dir_is_a_config_error(tmp_path: Path) -> None:
         ResumeState(blocker / "sub" / "state.sqlite", "k", path=blocker, url="http://x", fresh=False)
 
 
+def halt_once_stored(sink: RunningSink, count: int, halt: threading.Event) -> None:
+    """Set `halt` (what Ctrl-C does) once the sink has stored `count` films: a stop part-way, whatever the speed."""
+    with requests.Session() as http:
+        while http.get(f"{sink.url}/_sink/stats", timeout=10).json()["stored"] < count and not halt.wait(0.01):
+            pass
+    halt.set()
+
+
 def test_a_halted_run_resumes_without_sending_a_row_twice(
     start_sink: Callable[..., RunningSink], tmp_path: Path, make_settings: Callable[..., Settings]
 ) -> None:
@@ -231,11 +286,11 @@ def test_a_halted_run_resumes_without_sending_a_row_twice(
     path.write_text("title,year\n" + "".join(f"Film {n},{1800 if n % 25 == 0 else 2000}\n" for n in range(1500)))
     settings = make_settings(csv_in=path, url_out=sink.movies_url, concurrency=4)
     halt = threading.Event()
-    timer = threading.Timer(0.4, halt.set)
-    timer.start()
+    watcher = threading.Thread(target=halt_once_stored, args=(sink, 100, halt), daemon=True)
+    watcher.start()
 
     first = pipeline.run(settings, halt=halt)
-    timer.join()
+    watcher.join()
     second = pipeline.run(settings)
 
     assert first.exit_status is ExitStatus.INTERRUPTED

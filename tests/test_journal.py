@@ -1,0 +1,150 @@
+"""The delivery journals: one append-only file per sending process, folded into the resume state by the next run."""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+from pathlib import Path
+
+import pytest
+
+from movymporter.errors import ConfigError
+from movymporter.journal import SUFFIX, Journals, entries, recording
+from movymporter.sender import Delivery, Outcome, Verdict
+
+
+def absorbed(journals: Journals) -> list[int]:
+    with journals.absorbing() as lines:
+        return sorted(lines)
+
+
+def journal_files(journals: Journals) -> list[Path]:
+    return sorted(journals.directory.glob(f"*{SUFFIX}"))
+
+
+@pytest.mark.parametrize(
+    ("data", "lines"),
+    [
+        pytest.param(b"", [], id="empty-file-holds-nothing"),
+        pytest.param(b"2\n3\n10\n", [2, 3, 10], id="one-line-number-an-entry"),
+        pytest.param(b"2\n3\n1", [2, 3], id="torn-last-entry-without-newline-is-not-one"),
+        pytest.param(b"2\n\x00\x00\x00\n4\n", [2, 4], id="zeroed-page-after-a-power-loss-is-skipped"),
+        pytest.param(b"2\n-3\n x\n", [2], id="anything-but-digits-is-not-an-entry"),
+    ],
+)
+def test_entries(data: bytes, lines: list[int]) -> None:
+    """Only whole entries count: what a power loss may leave at the end of a file is never read as a line."""
+    assert list(entries(io.BytesIO(data).read)) == lines
+
+
+def test_entries_across_reads() -> None:
+    """An entry cut between two reads of the file is one entry."""
+    chunks = iter([b"12", b"3\n4", b"5\n", b""])
+
+    assert list(entries(lambda size: next(chunks))) == [123, 45]
+
+
+def test_a_writer_appends_each_delivery_and_the_next_run_absorbs_and_removes_it(tmp_path: Path) -> None:
+    """Written, closed, absorbed: the lines come back once, and the file is gone once the block ended."""
+    journals = Journals(tmp_path / "journal" / "key")
+    writer = journals.writer()
+    for line in (5, 2, 9):
+        writer.delivered(line)
+    writer.close()
+
+    assert absorbed(journals) == [2, 5, 9]
+    assert journal_files(journals) == []
+    assert absorbed(journals) == []
+
+
+def test_a_journal_still_being_written_is_read_and_kept(tmp_path: Path) -> None:
+    """A writer alive (a sending process of a killed run finishing its requests) keeps its file: read, not deleted."""
+    journals = Journals(tmp_path / "journal")
+    writer = journals.writer()
+    writer.delivered(7)
+
+    assert absorbed(journals) == [7]
+    assert journal_files(journals) == [writer.path]
+
+    writer.delivered(8)
+    writer.close()
+    assert absorbed(journals) == [7, 8]
+    assert journal_files(journals) == []
+
+
+def _write_and_die(directory: Path, lines: list[int]) -> None:
+    writer = Journals(directory).writer()
+    for line in lines:
+        writer.delivered(line)
+    os._exit(0)  # no close, no flush: as a process the OS ends
+
+
+def test_the_lock_of_a_dead_writer_is_gone_with_it(tmp_path: Path) -> None:
+    """A process that ends without closing its journal leaves every entry written, and a file the next run removes."""
+    journals = Journals(tmp_path / "journal")
+    process = multiprocessing.get_context("fork").Process(target=_write_and_die, args=(journals.directory, [3, 4]))
+    process.start()
+    process.join()
+
+    assert absorbed(journals) == [3, 4]
+    assert journal_files(journals) == []
+
+
+def test_an_error_in_the_block_keeps_the_files(tmp_path: Path) -> None:
+    """Lines that did not reach the state (the block failed) are not thrown away with their file."""
+    journals = Journals(tmp_path / "journal")
+    writer = journals.writer()
+    writer.delivered(1)
+    writer.close()
+
+    def fail_to_save() -> None:
+        with journals.absorbing() as lines:
+            list(lines)
+            raise RuntimeError("saving the state failed")
+
+    with pytest.raises(RuntimeError):
+        fail_to_save()
+
+    assert absorbed(journals) == [1]
+
+
+def test_forget_drops_every_journal(tmp_path: Path) -> None:
+    """--fresh: what earlier runs journaled does not count any more."""
+    journals = Journals(tmp_path / "journal")
+    journals.writer().delivered(1)
+
+    journals.forget()
+
+    assert absorbed(journals) == []
+
+
+def test_a_folder_that_cannot_be_made_is_a_config_error(tmp_path: Path) -> None:
+    """STATE_DIR under a file: a clear message naming the setting, no traceback."""
+    (tmp_path / "file").write_text("")
+
+    with pytest.raises(ConfigError, match="STATE_DIR"):
+        Journals(tmp_path / "file" / "journal")
+
+
+@pytest.mark.parametrize(
+    ("verdict", "journaled"),
+    [
+        pytest.param(Verdict.DELIVERED, [4], id="delivered-is-journaled"),
+        pytest.param(Verdict.REJECTED, [], id="refused-by-the-sink-is-not"),
+        pytest.param(Verdict.FAILED, [], id="failed-is-not"),
+        pytest.param(Verdict.ABORTED, [], id="cut-short-is-not"),
+    ],
+)
+def test_recording_journals_deliveries_only(tmp_path: Path, verdict: Verdict, journaled: list[int]) -> None:
+    """Only a row the sink accepted goes into the journal; the outcome itself is passed on unchanged."""
+    journals = Journals(tmp_path / "journal")
+    writer = journals.writer()
+    delivery = Delivery(4, [], b"{}", "key")
+    outcome = Outcome(delivery, verdict)
+
+    returned = recording(lambda _: outcome, writer)(delivery)
+
+    writer.close()
+    assert returned is outcome
+    assert absorbed(journals) == journaled
