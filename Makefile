@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint format demo bench clean
+.PHONY: setup test test-fast lint format demo bench clean
 
 ## setup: create .venv from requirements.txt (re-run when it changes)
 setup: $(STAMP)
@@ -15,9 +15,13 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
-## test: the whole suite; it starts its own sinks on free ports
+## test: the whole suite, as CI runs it (Hypothesis "ci" profile: derandomized, every example); starts its own sinks
 test: setup
-	$(PY) -m pytest
+	HYPOTHESIS_PROFILE=ci $(PY) -m pytest
+
+## test-fast: the edit-test loop, under a minute: no test marked slow, a tenth of the Hypothesis examples, stop at the first failure
+test-fast: setup
+	HYPOTHESIS_PROFILE=dev $(PY) -m pytest -m "not slow" -x -q
 
 ## lint: ruff lint and format check
 lint: setup

@@ -16,6 +16,7 @@ import contextlib
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -25,11 +26,18 @@ _current = threading.local()
 
 
 class Watchdog:
-    """Cuts the attempts of one sender that run past their deadline; `close()` stops its thread."""
+    """Cuts the attempts of one sender that run past their deadline; `close()` stops its thread.
 
-    def __init__(self, seconds: float) -> None:
+    The clock says when a deadline has passed; a test injects one, and a tick too long to come, and calls
+    `cut_overdue()` itself.
+    """
+
+    def __init__(
+        self, seconds: float, *, clock: Callable[[], float] = time.monotonic, tick_s: float | None = None
+    ) -> None:
         self.seconds = seconds
-        self._tick_s = max(0.05, min(0.5, seconds / 20))
+        self._clock = clock
+        self._tick_s = max(0.05, min(0.5, seconds / 20)) if tick_s is None else tick_s
         """How often the watchdog looks: a cut comes at most this late."""
         self._lock = threading.Lock()
         self._armed: dict[int, tuple[float, HTTPConnection | None]] = {}
@@ -42,7 +50,7 @@ class Watchdog:
         """An attempt of the current thread starts: its answer must be complete within `seconds`."""
         thread = threading.get_ident()
         with self._lock:
-            self._armed[thread] = (time.monotonic() + self.seconds, None)
+            self._armed[thread] = (self._clock() + self.seconds, None)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._watch, name="movymporter-deadline", daemon=True)
                 self._thread.start()
@@ -68,16 +76,24 @@ class Watchdog:
             if thread in self._armed:
                 self._armed[thread] = (self._armed[thread][0], connection)
 
+    def cut_overdue(self) -> int:
+        """Shut down the socket of every attempt past its deadline (what the watchdog's thread does at each
+        tick); how many it cut."""
+        now = self._clock()
+        cut = 0
+        with self._lock:
+            for thread, (deadline, connection) in self._armed.items():
+                sock = connection.sock if connection is not None else None
+                if deadline <= now and sock is not None and thread not in self._cut:
+                    self._cut.add(thread)
+                    cut += 1
+                    with contextlib.suppress(OSError):  # closed meanwhile: nothing left to cut
+                        sock.shutdown(socket.SHUT_RDWR)
+        return cut
+
     def _watch(self) -> None:
         while not self._closed.wait(self._tick_s):
-            now = time.monotonic()
-            with self._lock:
-                for thread, (deadline, connection) in self._armed.items():
-                    sock = connection.sock if connection is not None else None
-                    if deadline <= now and sock is not None and thread not in self._cut:
-                        self._cut.add(thread)
-                        with contextlib.suppress(OSError):  # closed meanwhile: nothing left to cut
-                            sock.shutdown(socket.SHUT_RDWR)
+            self.cut_overdue()
 
 
 class _Watched:

@@ -122,6 +122,7 @@ class AdaptiveLimit:
         self._clock = clock
         self._ready = threading.Condition(threading.Lock())
         self._in_flight = 0
+        self._waiting = 0
         self._limit = min(initial, ceiling) if adaptive else ceiling
         self._lowest = self._highest = self._limit
         self._lowered = {SLOW_DOWN: 0, ERRORS: 0, LATENCY: 0}
@@ -156,11 +157,22 @@ class AdaptiveLimit:
         """Slots held now (more than `limit` right after a cut, until enough requests end)."""
         return self._in_flight
 
+    @property
+    def waiting(self) -> int:
+        """acquire() calls waiting for a slot now (what a test checks before it releases one)."""
+        with self._ready:
+            return self._waiting
+
     def acquire(self, timeout: float | None = None) -> bool:
         """Take a slot, waiting up to `timeout` seconds (None: as long as it takes); False if none came free."""
         with self._ready:
-            if not self._ready.wait_for(self._has_room, timeout):
-                return False
+            if not self._has_room():
+                self._waiting += 1
+                try:
+                    if not self._ready.wait_for(self._has_room, timeout):
+                        return False
+                finally:
+                    self._waiting -= 1
             self._in_flight += 1
             if self._in_flight >= self._limit:
                 self._filled = True
@@ -334,13 +346,30 @@ class Admission:
         self._ready = threading.Condition()
         self._working = 0
         self._backing_off = 0
+        self._waiting = 0
         self._closed = False
+
+    @property
+    def working(self) -> int:
+        """Threads working on a row now."""
+        with self._ready:
+            return self._working
+
+    @property
+    def waiting(self) -> int:
+        """Threads waiting in enter() for room to work now."""
+        with self._ready:
+            return self._waiting
 
     def enter(self) -> bool:
         """Wait for room to work on a row; False once closed (no rows left, or the run is stopping)."""
         with self._ready:
-            while not self._closed and self._working >= self._slots + self._backing_off:
-                self._ready.wait()
+            self._waiting += 1
+            try:
+                while not self._closed and self._working >= self._slots + self._backing_off:
+                    self._ready.wait()
+            finally:
+                self._waiting -= 1
             if self._closed:
                 return False
             self._working += 1

@@ -141,6 +141,7 @@ def copy_project(tmp_path: Path, *, real_venv: bool) -> Path:
 # --- bin/setup
 
 
+@pytest.mark.slow
 def test_setup_starts_the_sink_and_prints_one_line(scripts: Scripts) -> None:
     """bin/setup returns with the sink answering and prints one line naming the URL, pid and log."""
     result = scripts.run("setup")
@@ -154,6 +155,7 @@ def test_setup_starts_the_sink_and_prints_one_line(scripts: Scripts) -> None:
     assert (scripts.run_dir / "films.sqlite").exists()
 
 
+@pytest.mark.slow
 def test_second_setup_finds_the_sink_running(scripts: Scripts) -> None:
     """A second bin/setup reports the running sink (same pid) and starts nothing."""
     assert scripts.run("setup").returncode == 0
@@ -165,6 +167,7 @@ def test_second_setup_finds_the_sink_running(scripts: Scripts) -> None:
     assert scripts.log_file.read_text().count('"event": "listening"') == 1
 
 
+@pytest.mark.slow
 def test_setup_reports_a_sink_that_cannot_start(scripts: Scripts) -> None:
     """A bad SINK_ setting makes bin/setup fail and show the sink's message naming the setting."""
     scripts.env["SINK_FAILURE_RATE"] = "2"
@@ -193,6 +196,7 @@ class ForeignService(BaseHTTPRequestHandler):
         """Keep the test output quiet."""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("status", [200, 404])
 def test_setup_refuses_a_port_held_by_another_http_service(scripts: Scripts, status: int) -> None:
     """bin/setup exits 1 with a clear message, leaving the service alone, when another HTTP service has the port."""
@@ -215,6 +219,7 @@ def test_setup_refuses_a_port_held_by_another_http_service(scripts: Scripts, sta
     assert not scripts.pid_file.exists()
 
 
+@pytest.mark.slow
 def test_setup_reports_a_port_held_by_a_silent_listener(scripts: Scripts) -> None:
     """With a non-HTTP listener on the port, bin/setup exits 1 and shows the sink's 'address in use' message."""
     with socket.socket() as holder:
@@ -231,6 +236,7 @@ def test_setup_reports_a_port_held_by_a_silent_listener(scripts: Scripts) -> Non
 # --- bin/reset and bin/clean
 
 
+@pytest.mark.slow
 def test_reset_restarts_the_sink_with_metrics_at_zero_and_films_kept(scripts: Scripts) -> None:
     """bin/reset replaces the sink process: sink_post_total starts from zero, stored films remain."""
     assert scripts.run("setup").returncode == 0
@@ -289,6 +295,7 @@ def test_clean_without_a_sink_says_so_and_succeeds(scripts: Scripts) -> None:
     assert result.stdout.splitlines()[0] == f"no sink running on port {scripts.port}"
 
 
+@pytest.mark.slow
 def test_clean_leaves_other_files_in_the_run_dir(scripts: Scripts) -> None:
     """bin/clean removes only its port's files: the run dir stays when something else is in it."""
     assert scripts.run("setup").returncode == 0
@@ -301,6 +308,7 @@ def test_clean_leaves_other_files_in_the_run_dir(scripts: Scripts) -> None:
 # --- bin/log
 
 
+@pytest.mark.slow
 def test_log_follows_the_sink_log(scripts: Scripts) -> None:
     """bin/log prints the existing log and then each new request's line as it is written."""
     assert scripts.run("setup").returncode == 0
@@ -317,7 +325,8 @@ def test_log_follows_the_sink_log(scripts: Scripts) -> None:
     threading.Thread(target=pump, daemon=True).start()
 
     def wait_for(text: str) -> str:
-        deadline = time.monotonic() + 10
+        """The first line holding `text`; a minute without it (time enough for a busy machine) fails the test."""
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
                 line = lines.get(timeout=0.1)
@@ -325,7 +334,7 @@ def test_log_follows_the_sink_log(scripts: Scripts) -> None:
                 continue
             if text in line:
                 return line
-        raise AssertionError(f"bin/log did not show {text!r} within 10 s")
+        raise AssertionError(f"bin/log did not show {text!r} within a minute")
 
     try:
         wait_for('"event": "listening"')
@@ -364,6 +373,7 @@ def project_copy(tmp_path: Path) -> Iterator[Scripts]:
         scripts.run("clean")
 
 
+@pytest.mark.slow
 def test_env_file_settings_apply(project_copy: Scripts) -> None:
     """SINK_ lines of .env apply, CRLF endings and an unterminated last line included."""
     result = project_copy.run("setup")
@@ -383,6 +393,7 @@ def test_environment_wins_over_env_file(project_copy: Scripts) -> None:
     assert requests.post(f"{project_copy.url}/movies", json=FILM, timeout=5).status_code == 201
 
 
+@pytest.mark.slow
 def test_destroy_stops_the_sink_and_removes_venv_state_and_reports(scripts: Scripts, tmp_path: Path) -> None:
     """bin/destroy (run from a copy of the project) stops the sink, then removes .venv, .state and reports only."""
     root = copy_project(tmp_path, real_venv=False)

@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 
 from movymporter.cli import build_parser, main
 from movymporter.status import ExitStatus
-from tests.conftest import ROOT, RunningSink, write_films
+from tests.conftest import ROOT, Relay, RunningSink, child_pids, is_running, wait_for_log, wait_until, write_films
 
 GOOD = "title,year\nA,2000\nB,2001\n"
 
@@ -80,6 +79,7 @@ def test_bad_settings_and_inputs_exit_2_with_a_clear_message(
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_missing_required_column_stops_before_anything_is_sent(reliable_sink: RunningSink, tmp_path: Path) -> None:
     """A file without a title column is refused up front: exit 2, the columns found are listed, no POST."""
     (tmp_path / "films.csv").write_text("name,year\nA,2000\n")
@@ -105,6 +105,7 @@ def test_sink_not_running_exits_3_with_a_hint(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_dotenv_then_environment_then_flags(reliable_sink: RunningSink, tmp_path: Path) -> None:
     """.env is read from the working directory; the environment overrides it and a flag overrides both."""
     (tmp_path / "films.csv").write_text(GOOD)
@@ -122,6 +123,7 @@ def test_dotenv_then_environment_then_flags(reliable_sink: RunningSink, tmp_path
     assert len(reliable_sink.stored()) == 2
 
 
+@pytest.mark.slow
 def test_a_typo_in_dotenv_is_warned_about(reliable_sink: RunningSink, tmp_path: Path) -> None:
     """An unknown key in .env is almost always a typo; it is named in a warning."""
     (tmp_path / "films.csv").write_text(GOOD)
@@ -133,6 +135,7 @@ def test_a_typo_in_dotenv_is_warned_about(reliable_sink: RunningSink, tmp_path: 
     assert "CONCURENCY is not a setting" in result.stderr
 
 
+@pytest.mark.slow
 def test_full_run_prints_the_summary_and_exits_1_when_rows_were_rejected(
     flaky_sink: RunningSink, tmp_path: Path
 ) -> None:
@@ -152,32 +155,42 @@ def test_full_run_prints_the_summary_and_exits_1_when_rows_were_rejected(
     assert "progress:" in result.stderr
 
 
-def test_sigint_drains_writes_reports_and_exits_130(start_sink: Callable[..., RunningSink], tmp_path: Path) -> None:
-    """Ctrl-C: stop reading, finish what is in flight, write every report, exit 130."""
-    sink = start_sink(failure_rate=0, latency_ms=20)
-    write_films(tmp_path, 20000)
+def start_importer(tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
+    """`python -m movymporter ARGS` in tmp_path, its stderr to tmp_path/importer.log (which a test can watch)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "movymporter", "--csv", "films.csv", "--url", sink.movies_url, "--concurrency", "4"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 20
-    while not sink.stored() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=30)
+    with (tmp_path / "importer.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "movymporter", *args],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+
+
+@pytest.mark.slow
+def test_sigint_drains_writes_reports_and_exits_130(
+    start_sink: Callable[..., RunningSink], relay_to: Callable[[RunningSink], Relay], tmp_path: Path
+) -> None:
+    """Ctrl-C: stop reading, finish what is in flight, write every report, exit 130."""
+    sink = start_sink(failure_rate=0)
+    relay = relay_to(sink)
+    relay.hold_after(50)
+    write_films(tmp_path, 2000)
+    process = start_importer(tmp_path, "--csv", "films.csv", "--url", relay.movies_url, "--concurrency", "4")
+    wait_until(lambda: relay.held > 0 or process.poll() is not None, "the importer never sent 50 rows")
+    process.send_signal(signal.SIGINT)  # with requests in flight, held at the relay
+    wait_for_log(tmp_path / "importer.log", "SIGINT: finishing the requests in flight", process)
+    relay.release()
+    out, _ = process.communicate(timeout=120)
+    err = (tmp_path / "importer.log").read_text()
 
     assert process.returncode == ExitStatus.INTERRUPTED, err
     summary = json.loads((tmp_path / "reports" / "summary.json").read_text())
     assert summary["stopped"].startswith("interrupted")
-    assert summary["delivered"] == len(sink.stored()) > 0
-    assert "finishing the requests in flight" in err
+    assert summary["delivered"] == len(sink.stored()) > 50, "the requests in flight at the Ctrl-C were not drained"
     assert "Traceback" not in err
-    assert "stopped: interrupted" in out
+    assert "stopped: interrupted" in out.decode()
 
 
 def test_version() -> None:
@@ -199,6 +212,7 @@ def test_every_option_has_help_and_is_in_the_readme() -> None:
                 assert f"`{flag}" in readme, f"{flag} is missing from README.md"
 
 
+@pytest.mark.slow
 def test_the_token_never_appears_in_any_output(reliable_sink: RunningSink, tmp_path: Path) -> None:
     """Even at DEBUG, AUTH_TOKEN is not in stdout, stderr or any report; a readable .env gets a warning."""
     token = "s3cr3t-t0ken-value"
@@ -217,30 +231,33 @@ def test_the_token_never_appears_in_any_output(reliable_sink: RunningSink, tmp_p
     assert token not in reliable_sink.log_path.read_text()
 
 
+@pytest.mark.slow
 def test_a_second_ctrl_c_quits_at_once_and_the_rerun_completes_exactly_once(
-    start_sink: Callable[..., RunningSink], tmp_path: Path
+    start_sink: Callable[..., RunningSink], relay_to: Callable[[RunningSink], Relay], tmp_path: Path
 ) -> None:
     """Two Ctrl-C: exit 130 without waiting for slow answers; the saved state is consistent, so a re-run finishes."""
-    sink = start_sink(failure_rate=0, latency_ms=2000)
+    sink = start_sink(failure_rate=0)
+    relay = relay_to(sink)
+    relay.hold_after(20)  # the answers after the 20th never come while the first run lives
     write_films(tmp_path, 60)
-    args = ["--csv", "films.csv", "--url", sink.movies_url, "--concurrency", "20", "--timeout", "30"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "movymporter", *args], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
-    )
-    deadline = time.monotonic() + 20
-    while len(sink.stored()) < 20 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    args = ["--csv", "films.csv", "--url", relay.movies_url, "--concurrency", "20", "--timeout", "30"]
+    process = start_importer(tmp_path, *args)
+    wait_until(lambda: relay.held > 0 or process.poll() is not None, "the importer never sent 20 rows")
+    workers = child_pids(process.pid)
     process.send_signal(signal.SIGINT)
-    time.sleep(0.3)
-    started = time.monotonic()
+    wait_for_log(tmp_path / "importer.log", "SIGINT: finishing the requests in flight", process)
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=30)
+    process.communicate(timeout=120)
+    still_held = relay.held
+    err = (tmp_path / "importer.log").read_text()
 
-    assert process.returncode == ExitStatus.INTERRUPTED
-    assert time.monotonic() - started < 1.5, "the second Ctrl-C does not wait for the 2 s answers in flight"
+    assert process.returncode == ExitStatus.INTERRUPTED, err
+    assert still_held > 0, "the second Ctrl-C waited for the answers in flight"
     assert "interrupted at once" in err
     assert "Traceback" not in err
+    relay.release()  # the held requests reach the sink now, as if their answers had only been slow
+    wait_until(lambda: not any(map(is_running, workers)), "a worker outlived the importer")
+    wait_until(relay.settled, "the sink did not answer the requests of the first run")
     rerun = run_cli(*args, cwd=tmp_path, timeout=120)
     assert rerun.returncode == ExitStatus.OK, rerun.stderr
     titles = [film["title"] for film in sink.stored()]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from bench.generate import write
@@ -28,6 +28,7 @@ from movymporter import pipeline
 from movymporter.report import DUPLICATES, REJECTED
 from movymporter.schema import FIELDS, Contract, Movie, PlainKeys, digits_between, plain_body, record_key, to_json
 from movymporter.settings import Settings
+from tests.conftest import examples
 
 MAX_YEAR = 2026
 CONTRACT = Contract(max_year=MAX_YEAR)
@@ -45,12 +46,8 @@ PLAIN_ROW = {
     "image": "OlsenSven.jpg",
 }
 
-PROPERTY = settings(
-    max_examples=1500,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+PROPERTY = settings(max_examples=examples(1500))
+"""Many examples: each is cheap, and the forms that go wrong are rare among them."""
 
 PLAIN_VALUES = {
     "year": ("1888", "1943", "2000", str(MAX_YEAR)),

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 import requests
@@ -25,7 +26,18 @@ from bench.generate import Expected
 from movymporter import pipeline
 from movymporter.settings import Settings
 from movymporter.status import ExitStatus
-from tests.conftest import ROOT, RunningSink, assert_accounted, read_csv
+from tests.conftest import (
+    ROOT,
+    Relay,
+    RunningSink,
+    after_delivered,
+    assert_accounted,
+    child_pids,
+    is_running,
+    read_csv,
+    wait_for_log,
+    wait_until,
+)
 
 FILM_KEYS = ("year", "title", "subject", "actor", "actress", "director")
 
@@ -51,53 +63,15 @@ def sink_counter(sink: RunningSink, name: str) -> int:
 
 
 def stored_count(sink: RunningSink) -> int:
-    return int(requests.get(f"{sink.url}/_sink/stats", timeout=2).json()["stored"])
+    return int(requests.get(f"{sink.url}/_sink/stats", timeout=10).json()["stored"])
 
 
 def posts_answered(sink: RunningSink) -> int:
     return sum(sink.post_counts().values())
 
 
-def wait_for(condition: Callable[[], bool], message: str, deadline_s: float = 15) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        assert time.monotonic() < deadline, message
-        time.sleep(0.02)
-
-
 def rejected_lines(report_dir: Path) -> list[int]:
     return [int(row[0]) for row in read_csv(report_dir / "rejected.csv")[1:]]
-
-
-class WhenStored(threading.Thread):
-    """Once the sink has stored `count` films, run `action` (a fault) in the background."""
-
-    def __init__(self, sink: RunningSink, count: int, action: Callable[[], None], deadline_s: float = 30) -> None:
-        super().__init__(daemon=True)
-        self._sink, self._count, self._action, self._deadline_s = sink, count, action, deadline_s
-        self.error: BaseException | None = None
-        self.fired_at: float | None = None
-
-    def run(self) -> None:
-        try:
-            deadline = time.monotonic() + self._deadline_s
-            while stored_count(self._sink) < self._count:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"the sink never stored {self._count} films")
-                time.sleep(0.02)
-            self.fired_at = time.monotonic()
-            self._action()
-        except BaseException as error:
-            self.error = error
-
-    def result(self) -> float:
-        """Wait for the fault to be done; re-raise its error here; when it fired."""
-        self.join(timeout=60)
-        assert not self.is_alive(), "the fault thread did not finish"
-        if self.error is not None:
-            raise self.error
-        assert self.fired_at is not None
-        return self.fired_at
 
 
 @pytest.mark.slow
@@ -105,24 +79,30 @@ def test_sink_killed_and_restarted_mid_run_the_run_waits_and_completes(
     start_sink: Callable[..., RunningSink],
     generated: Callable[..., tuple[Path, Expected]],
     make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A sink that dies and is back within UNREACHABLE_AFTER costs a pause, not a row: every film once, none failed."""
     sink = start_sink(failure_rate=0.2, latency_ms=10, seed=11)
     path, expected = generated(2000, seed=21, extras=True)
-    settings = make_settings(csv_in=path, url_out=sink.movies_url, concurrency=8, unreachable_after=20)
+    # UNREACHABLE_AFTER far beyond the outage (1 s, then a restart), however long a busy machine takes to restart.
+    settings = make_settings(csv_in=path, url_out=sink.movies_url, concurrency=8, unreachable_after=60)
 
-    def outage() -> None:
-        sink.stop(signal.SIGKILL)
-        time.sleep(1.0)
+    def back_a_second_later() -> None:
+        time.sleep(1.0)  # how long the outage lasts: any time under UNREACHABLE_AFTER
         sink.restart()
 
-    fault = WhenStored(sink, 300, outage)
-    fault.start()
-    result = pipeline.run(settings)
-    finished = time.monotonic()
-    killed_at = fault.result()
+    restart = threading.Thread(target=back_a_second_later)
 
-    assert killed_at < finished, "the sink was killed after the run had ended"
+    def outage() -> None:
+        """Kill the sink in the middle of the run (after its 300th film), and start it again a second later."""
+        sink.stop(signal.SIGKILL)
+        restart.start()
+
+    killed = after_delivered(monkeypatch, 300, outage)
+    result = pipeline.run(settings)
+
+    assert killed.is_set()
+    restart.join()
     summary = result.summary
     assert result.exit_status is ExitStatus.ROWS_NOT_DELIVERED  # the file has invalid rows on purpose
     assert summary["stopped"] is None
@@ -139,18 +119,18 @@ def test_sink_killed_for_good_stops_the_run_and_a_rerun_resumes(
     start_sink: Callable[..., RunningSink],
     generated: Callable[..., tuple[Path, Expected]],
     make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A sink gone longer than UNREACHABLE_AFTER stops the run (exit 3); once it is back, a re-run sends the rest."""
     concurrency = 8
     sink = start_sink(failure_rate=0, latency_ms=10, seed=12)
     path, expected = generated(2000, seed=22, extras=True)
     settings = make_settings(csv_in=path, url_out=sink.movies_url, concurrency=concurrency, unreachable_after=1.5)
-    fault = WhenStored(sink, 300, lambda: sink.stop(signal.SIGKILL))
-    fault.start()
+    killed = after_delivered(monkeypatch, 300, lambda: sink.stop(signal.SIGKILL))
 
     first = pipeline.run(settings)
 
-    fault.result()
+    assert killed.is_set()
     summary = first.summary
     assert first.exit_status is ExitStatus.STOPPED
     assert "gave no usable answer" in summary["stopped"]
@@ -179,9 +159,9 @@ def test_sink_killed_for_good_stops_the_run_and_a_rerun_resumes(
     assert len(posted_again) == repeats == len(keys_before) - summary["delivered"] <= concurrency
 
 
-def wait_until_answered(sink: RunningSink, attempts: int, deadline_s: float = 15) -> None:
+def wait_until_answered(sink: RunningSink, attempts: int) -> None:
     """Wait until the sink has finished (answered or dropped) `attempts` POSTs, slow ones included."""
-    wait_for(lambda: posts_answered(sink) >= attempts, f"the sink did not finish {attempts} POSTs", deadline_s)
+    wait_until(lambda: posts_answered(sink) >= attempts, f"the sink did not finish {attempts} POSTs")
 
 
 @pytest.mark.slow
@@ -279,12 +259,19 @@ def test_answers_cut_off_after_storing_are_retried_without_doubles(
     assert_accounted(summary)
 
 
+class Endpoint(Protocol):
+    """Where an importer sends: a sink, or a relay in front of one."""
+
+    @property
+    def movies_url(self) -> str: ...
+
+
 Launch = Callable[..., subprocess.Popen[bytes]]
 
 
 @pytest.fixture
 def launch(tmp_path: Path) -> Iterator[Launch]:
-    """launch(csv_in, sink, **settings): `python -m movymporter` in its own process, configured by the environment.
+    """launch(csv_in, endpoint, **settings): `python -m movymporter` in its own process, configured by the environment.
 
     The process runs in tmp_path (so no .env is read), logs to tmp_path/importer.log, and is killed at teardown
     if a failing test left it running."""
@@ -293,10 +280,10 @@ def launch(tmp_path: Path) -> Iterator[Launch]:
     base = {key: value for key, value in os.environ.items() if key.upper() not in known}
     base["PYTHONPATH"] = str(ROOT)
 
-    def start(csv_in: Path, sink: RunningSink, **settings: object) -> subprocess.Popen[bytes]:
+    def start(csv_in: Path, endpoint: Endpoint, **settings: object) -> subprocess.Popen[bytes]:
         values: dict[str, object] = {
             "csv_in": csv_in,
-            "url_out": sink.movies_url,
+            "url_out": endpoint.movies_url,
             "report_dir": tmp_path / "reports",
             "state_dir": tmp_path / "state",
             "backoff_initial": 0.005,
@@ -322,26 +309,32 @@ def launch(tmp_path: Path) -> Iterator[Launch]:
 @pytest.mark.slow
 def test_importer_killed_at_random_points_and_rerun_delivers_every_film_once(
     start_sink: Callable[..., RunningSink],
+    relay_to: Callable[[RunningSink], Relay],
     generated: Callable[..., tuple[Path, Expected]],
     launch: Launch,
     tmp_path: Path,
 ) -> None:
     """SIGKILL three times at seeded random moments, re-run each time: the last run completes, nothing doubled."""
     sink = start_sink(failure_rate=0.2, latency_ms=5, seed=16)
+    relay = relay_to(sink)
     path, expected = generated(3000, seed=26, extras=True)
     rng = random.Random(2024)
 
     for _ in range(3):
-        posts_before = posts_answered(sink)
-        process = launch(path, sink, concurrency=4)
-        wait_for(lambda: posts_answered(sink) > posts_before, "the importer never started sending")  # noqa: B023
-        # A random point of the sending phase: at 4 in flight and 5 ms a full run sends for about 5 s.
-        time.sleep(rng.uniform(0.0, 1.2))
+        # A random point of the sending phase: after a seeded number of POSTs, the relay holds the rest, so the
+        # run is still going (with requests in flight) when it is killed, however fast or slow the machine.
+        relay.hold_after(rng.randint(1, 600))
+        process = launch(path, relay, concurrency=4)
+        wait_until(lambda: relay.held > 0 or process.poll() is not None, "the importer never reached the hold")  # noqa: B023
+        workers = child_pids(process.pid)
         process.send_signal(signal.SIGKILL)
-        assert process.wait(timeout=10) == -signal.SIGKILL, "the run ended before it was killed"
+        assert process.wait(timeout=60) == -signal.SIGKILL, "the run ended before it was killed"
+        relay.release()  # the requests in flight reach the sink after the importer died
+        wait_until(lambda: not any(map(is_running, workers)), "a worker outlived the importer")  # noqa: B023
+        wait_until(relay.settled, "the sink did not answer the requests of the killed run")
     assert 0 < stored_count(sink) < len(expected.films)
-    final = launch(path, sink, concurrency=4)
-    status = final.wait(timeout=60)
+    final = launch(path, relay, concurrency=4)  # the same URL: the resume state is per input and sink
+    status = final.wait(timeout=120)
 
     summary = json.loads((tmp_path / "reports" / "summary.json").read_text())
     assert status == ExitStatus.ROWS_NOT_DELIVERED, (tmp_path / "importer.log").read_text()
@@ -356,20 +349,24 @@ def test_importer_killed_at_random_points_and_rerun_delivers_every_film_once(
 @pytest.mark.slow
 def test_sigterm_drains_writes_the_reports_and_a_rerun_completes(
     start_sink: Callable[..., RunningSink],
+    relay_to: Callable[[RunningSink], Relay],
     generated: Callable[..., tuple[Path, Expected]],
     launch: Launch,
     tmp_path: Path,
 ) -> None:
     """SIGTERM mid-run exits 130 after draining, with summary.json written; a re-run delivers the rest exactly once."""
     sink = start_sink(failure_rate=0.2, latency_ms=5, seed=17)
+    relay = relay_to(sink)
+    relay.hold_after(300)
     path, expected = generated(3000, seed=27, extras=True)
-    process = launch(path, sink, concurrency=8)
-    fault = WhenStored(sink, 300, lambda: process.send_signal(signal.SIGTERM))
-    fault.start()
+    process = launch(path, relay, concurrency=8)
+    wait_until(lambda: relay.held > 0 or process.poll() is not None, "the importer never made 300 POSTs")
+    process.send_signal(signal.SIGTERM)  # mid-run: requests are held in flight
+    wait_for_log(tmp_path / "importer.log", "SIGTERM: finishing the requests in flight", process)
+    relay.release()  # the drain can end
 
-    status = process.wait(timeout=60)
+    status = process.wait(timeout=120)
 
-    fault.result()
     summary = json.loads((tmp_path / "reports" / "summary.json").read_text())
     assert status == ExitStatus.INTERRUPTED, (tmp_path / "importer.log").read_text()
     assert summary["exit_status"] == ExitStatus.INTERRUPTED
@@ -384,8 +381,8 @@ def test_sigterm_drains_writes_the_reports_and_a_rerun_completes(
     assert sorted(stages.get("read", []) + stages.get("validate", [])) == read_before_stop
     assert len(stages.get("delivery", [])) == summary["not_attempted"]
 
-    rerun = launch(path, sink, concurrency=8)
-    assert rerun.wait(timeout=60) == ExitStatus.ROWS_NOT_DELIVERED
+    rerun = launch(path, relay, concurrency=8)  # the same URL: the resume state is per input and sink
+    assert rerun.wait(timeout=120) == ExitStatus.ROWS_NOT_DELIVERED
 
     again = json.loads((tmp_path / "reports" / "summary.json").read_text())
     assert again["already_delivered"] == summary["delivered"]

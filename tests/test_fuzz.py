@@ -4,8 +4,9 @@ The property tests run in dry-run mode (no sink) on files built from realistic
 headers and rows salted with what real exports contain: stray and doubled
 quotes, embedded delimiters and line breaks of every kind, NUL and other
 control characters, U+FFFD, text in four encodings, bytes invalid in the
-encoding, fields at the csv module's size limit, and files cut short. They are
-derandomized, so CI runs the same examples every time.
+encoding, fields at the csv module's size limit, and files cut short. Under the
+ci Hypothesis profile (`make test`) they are derandomized, so CI runs the same
+examples every time; the dev profile (`make test-fast`) runs a tenth of them.
 
 The whole-file cases go through the command line in-process: input that
 cannot be a CSV file is one clear line on stderr and exit status 2.
@@ -41,7 +42,7 @@ from movymporter.reader import CsvInput
 from movymporter.report import DUPLICATES, REJECTED, SUMMARY
 from movymporter.settings import Settings
 from movymporter.status import ExitStatus
-from tests.conftest import assert_accounted
+from tests.conftest import assert_accounted, examples
 
 FIELD_LIMIT = csv.field_size_limit()
 DELIMITERS = (",", ";", "\t", "|")
@@ -49,9 +50,7 @@ NEWLINES = ("\n", "\r\n", "\r")
 ENCODINGS = ("utf-8", "utf-8-sig", "cp1252", "utf-16")
 
 FUZZ = settings(
-    max_examples=400,
-    deadline=None,
-    derandomize=True,
+    max_examples=examples(400),
     # make_settings is a factory: each example passes its own report and state folders.
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
@@ -419,14 +418,14 @@ def test_hostile_csv_never_crashes_and_every_line_is_accounted_for(
     import_bytes(data, make_settings)
 
 
-@settings(FUZZ, max_examples=300)
+@settings(FUZZ, max_examples=examples(300))
 @given(data=binary_after_header())
 def test_binary_after_a_header_never_crashes(data: bytes, make_settings: Callable[..., Settings]) -> None:
     """Arbitrary bytes after a valid header line are rejected row by row, never with a traceback."""
     import_bytes(data, make_settings)
 
 
-@settings(FUZZ, max_examples=300)
+@settings(FUZZ, max_examples=examples(300))
 @given(data=hostile_csv())
 def test_rows_refused_by_validation_are_refused_again_when_rejected_csv_is_reimported(
     data: bytes, make_settings: Callable[..., Settings]

@@ -6,7 +6,6 @@ import csv
 import http.server
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,7 +17,16 @@ from movymporter.report import Reports
 from movymporter.sender import Delivery, Outcome, Sender, Verdict
 from movymporter.settings import Settings
 from movymporter.status import ExitStatus
-from tests.conftest import ROOT, RunningSink, assert_accounted, read_csv, write_films
+from tests.conftest import (
+    GIVE_UP_S,
+    ROOT,
+    RunningSink,
+    SharedEvent,
+    after_delivered,
+    assert_accounted,
+    read_csv,
+    write_films,
+)
 
 SAMPLE = ROOT / "examples" / "films.csv"
 FILM_KEYS = ("year", "title", "subject", "actor", "actress", "director")
@@ -37,6 +45,7 @@ def duplicate_lines(report_dir: Path, delimiter: str = ",") -> set[int]:
     return {int(row[0]) for row in read_csv(report_dir / "duplicates.csv", delimiter=delimiter)[1:]}
 
 
+@pytest.mark.slow
 def test_flaky_sink_stores_every_valid_row_exactly_once(
     flaky_sink: RunningSink, generated: Callable[..., tuple[Path, Expected]], make_settings: Callable[..., Settings]
 ) -> None:
@@ -68,6 +77,7 @@ def test_bundled_sample_is_what_the_generator_makes(tmp_path: Path) -> None:
     assert expected.duplicate_lines
 
 
+@pytest.mark.slow
 def test_bundled_sample_imports_as_its_oracle_says(
     reliable_sink: RunningSink, tmp_path: Path, make_settings: Callable[..., Settings]
 ) -> None:
@@ -101,6 +111,7 @@ DIRTY = (
 )
 
 
+@pytest.mark.slow
 def test_every_line_of_a_dirty_file_is_accounted_for_by_physical_line(
     reliable_sink: RunningSink, tmp_path: Path, make_settings: Callable[..., Settings]
 ) -> None:
@@ -436,23 +447,24 @@ def test_a_404_stops_the_run_as_a_configuration_problem(
 
 
 def test_halt_drains_in_flight_rows_and_reports_interrupted(
-    start_sink: Callable[..., RunningSink], tmp_path: Path, make_settings: Callable[..., Settings]
+    start_sink: Callable[..., RunningSink],
+    tmp_path: Path,
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A halt (what Ctrl-C sets) stops reading, lets requests in flight finish, and exits 130 with full reports."""
     sink = start_sink(failure_rate=0, latency_ms=10)
-    path = write_films(tmp_path, 5000)
+    path = write_films(tmp_path, 2000)
     settings = make_settings(csv_in=path, url_out=sink.movies_url, concurrency=4)
     halt = threading.Event()
-    timer = threading.Timer(0.5, halt.set)
-    timer.start()
+    after_delivered(monkeypatch, 20, halt.set)  # Ctrl-C once the sink has stored 20 films
 
     result = pipeline.run(settings, halt=halt)
 
-    timer.join()
     summary = result.summary
     assert result.exit_status is ExitStatus.INTERRUPTED
     assert summary["stopped"].startswith("interrupted")
-    assert 0 < summary["delivered"] == len(sink.stored())
+    assert 20 <= summary["delivered"] == len(sink.stored()) < 2000
     assert summary["unread_from_line"] is not None
     assert json.loads((settings.report_dir / "summary.json").read_text())["exit_status"] == 130
     assert_accounted(summary)
@@ -472,27 +484,45 @@ def test_unreadable_metrics_are_a_warning_not_a_failure(
     assert result.summary["metrics_check"]["state"] == "unavailable"
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2], ids=["threads", "worker-processes"])
 def test_rows_still_unanswered_after_the_grace_period_stay_accounted_for(
-    reliable_sink: RunningSink, tmp_path: Path, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+    workers: int,
+    reliable_sink: RunningSink,
+    tmp_path: Path,
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """After a halt the run waits a bounded time; rows whose answer never came are reported as not attempted."""
+    hanging, answer = SharedEvent(), SharedEvent()  # shared with forked worker processes too
 
-    def hangs(self: Sender, delivery: Delivery) -> Outcome:
-        time.sleep(4)
+    def hangs(self: Sender, delivery: Delivery, **options: object) -> Outcome:
+        """An answer that comes only once the run has returned (a run that waited for it would fail here)."""
+        hanging.set()
+        assert answer.wait(GIVE_UP_S), "the run waited for the answers past its grace period"
         return Outcome(delivery, Verdict.DELIVERED, attempts=1, statuses=[201])
 
     monkeypatch.setattr(Sender, "deliver", hangs)
     path = write_films(tmp_path, 50)
     settings = make_settings(
-        csv_in=path, url_out=reliable_sink.movies_url, concurrency=2, connect_timeout=0.1, read_timeout=0.1
+        csv_in=path,
+        url_out=reliable_sink.movies_url,
+        concurrency=2,
+        workers=workers,
+        connect_timeout=0.1,
+        read_timeout=0.1,
     )
     halt = threading.Event()
-    threading.Timer(0.3, halt.set).start()
+    ctrl_c = threading.Thread(target=lambda: hanging.wait(GIVE_UP_S) and halt.set())  # once a request hangs
+    ctrl_c.start()
 
-    started = time.monotonic()
     result = pipeline.run(settings, halt=halt)
 
-    assert time.monotonic() - started < 3
+    returned_while_hanging = not answer.is_set()
+    answer.set()
+    ctrl_c.join()
+    assert halt.is_set()
+    assert returned_while_hanging
     summary = result.summary
     assert summary["not_attempted"] == summary["rows"] > 0
     rejected = rejected_lines(settings.report_dir)

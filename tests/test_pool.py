@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from movymporter.errors import InputError
 from movymporter.pool import DeliveryWorkers
 from movymporter.sender import Delivery, Outcome, Verdict
+from tests.conftest import GIVE_UP_S
 
 
 def deliveries(count: int, during_read: list[str] | None = None) -> Iterator[Delivery]:
@@ -21,21 +21,24 @@ def deliveries(count: int, during_read: list[str] | None = None) -> Iterator[Del
 
 
 class Recorder:
-    """A fake sink call that records how many deliveries overlap, and the outcomes handed back."""
+    """A fake sink call that records how many deliveries overlap, and the outcomes handed back.
 
-    def __init__(self, seconds: float = 0.0) -> None:
-        self.seconds = seconds
+    With `overlap`, the first deliveries wait for each other until that many are under way at once (the
+    most a correct pool allows), so the highest overlap does not depend on how threads get scheduled."""
+
+    def __init__(self, overlap: int = 1) -> None:
         self.active = 0
         self.most_active = 0
         self.outcomes: list[int] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
+        self._overlap = overlap
 
     def deliver(self, delivery: Delivery) -> Outcome:
         with self._lock:
             self.active += 1
             self.most_active = max(self.most_active, self.active)
-        time.sleep(self.seconds)
-        with self._lock:
+            self._lock.notify_all()
+            assert self._lock.wait_for(lambda: self.most_active >= self._overlap, GIVE_UP_S), "threads never overlapped"
             self.active -= 1
         return Outcome(delivery, Verdict.DELIVERED, attempts=1, statuses=[201])
 
@@ -57,7 +60,7 @@ def test_every_row_is_delivered_once_and_its_outcome_handed_back() -> None:
 @pytest.mark.parametrize("threads", [1, 3, 8])
 def test_no_more_rows_in_flight_than_threads(threads: int) -> None:
     """Memory stays flat: the reader is not asked for a row until a thread is free."""
-    recorder = Recorder(seconds=0.002)
+    recorder = Recorder(overlap=threads)
     workers = DeliveryWorkers(recorder.deliver, recorder.on_outcome, threads=threads)
 
     workers.run(deliveries(60), halt=threading.Event(), grace_s=1)
@@ -86,7 +89,7 @@ def test_reading_and_bookkeeping_never_overlap() -> None:
                 inside.release()
             yield delivery
 
-    workers = DeliveryWorkers(Recorder(0.001).deliver, on_outcome, threads=6)
+    workers = DeliveryWorkers(Recorder(overlap=6).deliver, on_outcome, threads=6)
     workers.run(guarded(200), halt=threading.Event(), grace_s=1)
 
     assert overlaps == []
@@ -120,16 +123,29 @@ def test_an_error_of_the_reader_keeps_its_type() -> None:
 
 def test_after_a_halt_the_wait_for_rows_in_flight_is_bounded() -> None:
     """Requests still unanswered after the grace period are left behind; their late outcomes are not recorded."""
-    recorder = Recorder(seconds=2.0)
-    halt = threading.Event()
-    workers = DeliveryWorkers(recorder.deliver, recorder.on_outcome, threads=2, poll_s=0.02)
-    threading.Timer(0.1, halt.set).start()
+    halt, answer = threading.Event(), threading.Event()
+    lock = threading.Lock()
+    hanging: list[threading.Thread] = []
+    recorder = Recorder()
 
-    started = time.monotonic()
+    def hangs(delivery: Delivery) -> Outcome:
+        """Wait for an answer that comes only once run() has returned (a run() that waited would fail here)."""
+        with lock:
+            hanging.append(threading.current_thread())
+            if len(hanging) == 2:  # both threads hold a row: Ctrl-C now
+                halt.set()
+        assert answer.wait(GIVE_UP_S), "run() waited for the answers past its grace period"
+        return recorder.deliver(delivery)
+
+    workers = DeliveryWorkers(hangs, recorder.on_outcome, threads=2, poll_s=0.02)
+
     complete = workers.run(deliveries(10), halt=halt, grace_s=0.3)
 
     assert not complete
-    assert time.monotonic() - started < 1.5
+    assert all(thread.is_alive() for thread in hanging), "run() returned while both requests were still unanswered"
     assert sorted(workers.unfinished) == [2, 3]
-    time.sleep(2.2)
+    answer.set()
+    for thread in hanging:
+        thread.join(GIVE_UP_S)
+        assert not thread.is_alive()
     assert recorder.outcomes == []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import http.server
 import shutil
 import socket
@@ -11,6 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from email.utils import formatdate
 from itertools import pairwise
 from pathlib import Path
@@ -22,6 +22,8 @@ import responses
 
 from bench.generate import write
 from movymporter import pipeline
+from movymporter import sender as sender_module
+from movymporter.deadline import Watchdog, WatchedHTTPConnection
 from movymporter.errors import SinkUnreachable
 from movymporter.sender import (
     Delivery,
@@ -35,7 +37,7 @@ from movymporter.sender import (
     retry_after_seconds,
 )
 from movymporter.settings import Settings
-from tests.conftest import RunningSink
+from tests.conftest import GIVE_UP_S, RunningSink, wait_until
 
 URL = "http://sink.test/movies"
 BODY = '{"title":"Alien","year":1979,"awards":"Yes","image":"\u00e9t\u00e9.png"}'.encode()
@@ -46,8 +48,9 @@ BACKOFF_INITIAL = 0.1
 BACKOFF_MAX = 1.0
 RETRY_AFTER_MAX = 30.0
 
-# A retry loop that never ends is a failure of these tests, not a wait.
-pytestmark = pytest.mark.timeout(20)
+# A retry loop that never ends is a failure of these tests, not a wait (the bound is generous: a busy machine
+# runs the tests against real sockets several times slower).
+pytestmark = pytest.mark.timeout(2 * GIVE_UP_S)
 
 
 @pytest.fixture(autouse=True)
@@ -576,18 +579,34 @@ def test_a_row_after_the_halt_is_not_sent_at_all(rsps: responses.RequestsMock) -
     assert outcome.reason == "not delivered: the run was stopped"
 
 
+class WatchedHalt(threading.Event):
+    """A halt event that records every wait on it (timeout asked, and whether the event ended it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[tuple[float | None, bool]] = []
+        self.waiting = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waiting.set()
+        ended_by_the_event = super().wait(timeout)
+        self.waits.append((timeout, ended_by_the_event))
+        return ended_by_the_event
+
+
 def test_default_sleep_is_the_halt_event_so_a_stop_interrupts_the_wait(rsps: responses.RequestsMock) -> None:
     """Without an injected sleep the sender waits on the halt event, so a set event ends the wait at once."""
     answer(rsps, 429, headers={"Retry-After": "30"})
-    halt = threading.Event()
-    threading.Timer(0.05, halt.set).start()
+    halt = WatchedHalt()
+    ctrl_c = threading.Thread(target=lambda: halt.waiting.wait(GIVE_UP_S) and halt.set())
+    ctrl_c.start()
     sender = Sender(sender_settings(), halt=halt)
 
-    started = time.monotonic()
     outcome = sender.deliver(DELIVERY)
 
-    assert time.monotonic() - started < 5
+    ctrl_c.join()
     assert outcome.verdict is Verdict.ABORTED
+    assert halt.waits == [(30.0, True)], "the Retry-After wait was not a wait on the halt event, ended by it"
 
 
 # --- sink health ------------------------------------------------------------------------------
@@ -922,15 +941,16 @@ def test_no_more_requests_in_flight_than_concurrency(rsps: responses.RequestsMoc
     """CONCURRENCY bounds requests, not rows: many threads share that many slots."""
     active = 0
     most = 0
-    lock = threading.Lock()
+    lock = threading.Condition()
 
     def slow_201(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        """Answer once 3 requests have been in flight together, so the most seen does not depend on scheduling."""
         nonlocal active, most
         with lock:
             active += 1
             most = max(most, active)
-        time.sleep(0.01)
-        with lock:
+            lock.notify_all()
+            assert lock.wait_for(lambda: most >= 3, GIVE_UP_S), "3 requests were never in flight together"
             active -= 1
         return 201, {}, ""
 
@@ -974,45 +994,72 @@ def test_no_direct_probe_when_a_proxy_carries_the_requests(monkeypatch: pytest.M
 # --- adaptive concurrency ------------------------------------------------------------------------
 
 
-def _deliver_from_threads(sender: Sender, rows: int, threads: int = 8) -> None:
-    """Deliver `rows` rows from `threads` threads at once, as the run's workers do."""
-    workers = [
-        threading.Thread(target=lambda: [sender.deliver(DELIVERY) for _ in range(rows // threads)])
-        for _ in range(threads)
-    ]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+class FillingSink:
+    """A fake sink (a `responses` callback) answering `status`, that holds each request until the requests in
+    flight fill the sender's limit of the moment, or no row is left to send. An adaptive limit grows only
+    once it has been filled; this way each round trip fills it, however the threads get scheduled."""
+
+    def __init__(self, sender: Sender) -> None:
+        self.status = 201
+        self._slots = sender.slots
+        self._sender = sender
+        self._changed = threading.Condition()
+        self._rows_left = 0
+
+    def answer(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        slots = self._slots
+        with self._changed:
+            self._changed.notify_all()  # one more request in flight
+            filled = self._changed.wait_for(lambda: slots.in_flight >= slots.limit or not self._rows_left, GIVE_UP_S)
+        assert filled, f"{slots.in_flight} requests in flight never filled a limit of {slots.limit}"
+        return self.status, {}, ""
+
+    def deliver(self, rows: int, threads: int = 8) -> None:
+        """Deliver `rows` rows from `threads` threads at once, as the run's workers do."""
+        self._rows_left = rows
+
+        def work() -> None:
+            while True:
+                with self._changed:
+                    if not self._rows_left:
+                        return
+                    self._rows_left -= 1
+                    self._changed.notify_all()
+                self._sender.deliver(DELIVERY)
+
+        workers = [threading.Thread(target=work) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
 
 
 def test_an_adaptive_sender_lowers_its_limit_on_a_429_storm_and_raises_it_on_successes(
-    rsps: responses.RequestsMock,
+    rsps: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With ADAPTIVE, successes grow the limit from 4 to CONCURRENCY, a 429 storm cuts it to 1, successes regrow it."""
-    sink = {"status": 201}
-
-    def answer_with_a_round_trip(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
-        time.sleep(0.001)
-        return sink["status"], {}, ""
-
-    rsps.add_callback(responses.POST, URL, callback=answer_with_a_round_trip)
     sender = make_sender([], concurrency=8, adaptive=True, max_attempts=3)
+    record = sender.slots.record
+    # The statuses are the subject here: every answer takes as long, whatever the machine's load.
+    monkeypatch.setattr(sender.slots, "record", lambda status, _, **options: record(status, 0.001, **options))
+    sink = FillingSink(sender)
+    rsps.add_callback(responses.POST, URL, callback=sink.answer)
     start = sender.slots.limit
 
-    _deliver_from_threads(sender, 400)
+    sink.deliver(400)
     grown = sender.slots.limit
-    sink["status"] = 429
-    _deliver_from_threads(sender, 40)
+    sink.status = 429
+    sink.deliver(40)
     cut = sender.slots.limit
-    sink["status"] = 201
-    _deliver_from_threads(sender, 400)
+    sink.status = 201
+    sink.deliver(400)
 
     assert (start, grown, cut, sender.slots.limit) == (4, 8, 1, 8)
     summary = sender.slots.describe()
     assert (summary["min"], summary["max"], summary["lowered"]["slow_down"]) == (1, 8, 3)
 
 
+@pytest.mark.slow
 def test_an_adaptive_import_delivers_every_valid_row_exactly_once(
     flaky_sink: RunningSink, tmp_path: Path, make_settings: Callable[..., Settings]
 ) -> None:
@@ -1051,23 +1098,38 @@ def test_the_adapter_answers_repeated_posts_to_one_url_from_memory(reliable_sink
 
 # --- the answer deadline against real sockets ------------------------------------------------
 
+NEVER = 3600.0
+"""A watchdog tick that does not come during a test: the test calls cut_overdue() itself."""
+
+
+@dataclass
+class Trickled:
+    """What the trickling sink saw: when each request arrived, and how many connections the client cut."""
+
+    url: str
+    arrivals: list[float] = field(default_factory=list)
+    cut_by_the_client: list[float] = field(default_factory=list)
+
 
 @pytest.fixture
-def trickling_sink() -> Iterator[tuple[str, list[float]]]:
+def trickling_sink() -> Iterator[Trickled]:
     """A server that answers each POST with a status line and then one header byte every 0.2 s, never ending
-    the answer: each read is quick, the answer never comes. (URL, when each request arrived)."""
+    the answer: each read is quick, the answer never comes."""
     server = socket.create_server(("127.0.0.1", 0))
     server.settimeout(0.1)
     stop = threading.Event()
-    arrivals: list[float] = []
+    seen = Trickled(f"http://127.0.0.1:{server.getsockname()[1]}/movies")
 
     def trickle(connection: socket.socket) -> None:
-        with connection, contextlib.suppress(OSError):  # OSError: the client cut the connection
+        with connection:
             connection.recv(65536)
-            arrivals.append(time.monotonic())
-            connection.sendall(b"HTTP/1.1 201 Created\r\nX-Slow: ")
-            while not stop.wait(0.2):
-                connection.sendall(b"a")
+            seen.arrivals.append(time.monotonic())
+            try:
+                connection.sendall(b"HTTP/1.1 201 Created\r\nX-Slow: ")
+                while not stop.wait(0.2):
+                    connection.sendall(b"a")
+            except OSError:  # the client cut the connection while its answer was still coming
+                seen.cut_by_the_client.append(time.monotonic())
 
     def accept() -> None:
         while not stop.is_set():
@@ -1080,43 +1142,83 @@ def trickling_sink() -> Iterator[tuple[str, list[float]]]:
             threading.Thread(target=trickle, args=(connection,), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}/movies", arrivals
+    yield seen
     stop.set()
     server.close()
 
 
-def test_an_answer_that_trickles_in_is_cut_at_the_deadline(trickling_sink: tuple[str, list[float]]) -> None:
+@pytest.mark.slow
+def test_an_answer_that_trickles_in_is_cut_at_the_deadline(trickling_sink: Trickled) -> None:
     """urllib3's read timeout bounds each read; CONNECT_TIMEOUT + READ_TIMEOUT bound the whole answer. Attempts
     against a sink that never finishes its answer end at that deadline as timeouts, until UNREACHABLE_AFTER
     stops the row, instead of holding it (and its thread) for ever."""
-    url, arrivals = trickling_sink
     deadline = {"connect_timeout": 0.3, "read_timeout": 0.7}
-    sender = make_sender([], sleep=time.sleep, url_out=url, unreachable_after=2.5, **deadline)
+    sender = make_sender([], sleep=time.sleep, url_out=trickling_sink.url, unreachable_after=2.5, **deadline)
     started = time.monotonic()
 
-    outcome = sender.deliver(DELIVERY)
+    outcome = sender.deliver(DELIVERY)  # without the deadline, it never returns (and the test times out)
 
     elapsed = time.monotonic() - started
     sender.close()
+    arrivals = trickling_sink.arrivals
     assert outcome.verdict is Verdict.ABORTED
     assert outcome.reason == "not delivered: the sink stopped answering (last: timeout)"
-    assert 2.5 <= elapsed < 2.5 + 1.0 + BACKOFF_MAX + 1.0
+    assert elapsed >= 2.5  # lower bounds only: a busy machine makes every wait longer, never shorter
     assert outcome.unanswered == outcome.attempts == len(arrivals) >= 2
     gaps = [later - earlier for earlier, later in pairwise(arrivals)]
     assert all(gap >= 1.0 for gap in gaps), gaps  # each attempt lasted its deadline (0.3 + 0.7 s)
+    wait_until(
+        lambda: len(trickling_sink.cut_by_the_client) == len(arrivals),
+        "an attempt ended without the importer cutting its connection",
+    )
 
 
-def test_answers_within_the_deadline_are_never_cut(reliable_sink: RunningSink) -> None:
+def test_answers_within_the_deadline_are_never_cut(reliable_sink: RunningSink, monkeypatch: pytest.MonkeyPatch) -> None:
     """Armed and disarmed around every attempt, the deadline cuts nothing that answers in time, not even a
     pooled connection that waits idle between rows for longer than the deadline."""
-    sender = make_sender([], url_out=reliable_sink.movies_url, connect_timeout=0.1, read_timeout=0.2)
+    clock = FakeClock()  # still while a request is under way: however busy the machine, each answers "in time"
+    watchdogs: list[Watchdog] = []
+
+    def watchdog_on_the_fake_clock(seconds: float) -> Watchdog:
+        watchdogs.append(Watchdog(seconds, clock=clock, tick_s=NEVER))
+        return watchdogs[-1]
+
+    monkeypatch.setattr(sender_module, "Watchdog", watchdog_on_the_fake_clock)
+    # urllib3's own timeouts run on the real clock: generous, so that a busy machine does not trip them either.
+    sender = make_sender([], url_out=reliable_sink.movies_url, connect_timeout=GIVE_UP_S, read_timeout=GIVE_UP_S)
+    (watchdog,) = watchdogs
     outcomes = []
+    cut_while_idle = []
     for line in range(30):
         outcomes.append(sender.deliver(Delivery(line, [], b'{"title":"Heat %d","year":1995}' % line, f"key-{line}")))
         if line % 10 == 0:
-            time.sleep(0.5)  # idle past the deadline
+            clock.advance(10 * watchdog.seconds)  # idle far past the deadline, the pooled connection open
+            cut_while_idle.append(watchdog.cut_overdue())
     sender.close()
 
     assert [outcome.verdict for outcome in outcomes] == [Verdict.DELIVERED] * 30
     assert [outcome.attempts for outcome in outcomes] == [1] * 30
+    assert cut_while_idle == [0, 0, 0]
     assert reliable_sink.post_counts() == {"201": 30}
+
+
+def test_the_watchdog_cuts_an_attempt_past_its_deadline_and_says_so() -> None:
+    """An attempt still armed past its deadline has its socket shut down, once, and disarm() says it was cut;
+    before its deadline it is left alone."""
+    clock = FakeClock()
+    watchdog = Watchdog(1.0, clock=clock, tick_s=NEVER)
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts connections, never answers
+        connection = WatchedHTTPConnection("127.0.0.1", silent.getsockname()[1], timeout=GIVE_UP_S)
+        watchdog.arm()
+        connection.request("POST", "/movies", body=BODY)  # makes the connection known to the armed watchdog
+        clock.advance(0.5)
+        before = watchdog.cut_overdue()
+        clock.advance(0.5)
+        at_the_deadline, again = watchdog.cut_overdue(), watchdog.cut_overdue()
+        was_cut = watchdog.disarm()
+        assert connection.sock is not None
+        ended = connection.sock.recv(1)  # a socket shut down reads end of file at once
+        connection.close()
+    watchdog.close()
+
+    assert (before, at_the_deadline, again, was_cut, ended) == (0, 1, 0, True, b"")

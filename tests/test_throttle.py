@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from movymporter.throttle import INITIAL_LIMIT, WARMUP, AdaptiveLimit, Admission
+from tests.conftest import GIVE_UP_S, wait_until
 
 LATENCY_S = 0.05
 
@@ -369,12 +370,19 @@ def test_a_waiting_request_gets_the_slot_another_releases() -> None:
     assert slots.acquire(timeout=0)
     started = time.monotonic()
     assert not slots.acquire(timeout=0.02)
-    assert time.monotonic() - started >= 0.02
-    threading.Timer(0.01, slots.release).start()
-    started = time.monotonic()
+    assert time.monotonic() - started >= 0.02  # a lower bound: a busy machine only makes it longer
+    assert slots.waiting == 0
+    got: list[bool] = []
+    waiter = threading.Thread(target=lambda: got.append(slots.acquire()))  # no timeout: only a release wakes it
+    waiter.start()
+    wait_until(lambda: slots.waiting == 1, "the second acquire() never waited")
 
-    assert slots.acquire(timeout=5)
-    assert time.monotonic() - started < 1, "the release did not wake the waiting request"
+    slots.release()
+
+    waiter.join(GIVE_UP_S)
+    assert not waiter.is_alive(), "the release did not wake the waiting request"
+    assert got == [True]
+    assert (slots.in_flight, slots.waiting) == (1, 0)
 
 
 @pytest.mark.parametrize(
@@ -392,7 +400,7 @@ def test_many_threads_share_the_slots_safely(statuses: list[int | None]) -> None
     def work(number: int) -> None:
         nonlocal held, done
         for turn in range(300):
-            assert slots.acquire(timeout=5)
+            assert slots.acquire(timeout=GIVE_UP_S)
             with guard:
                 held += 1
                 if held > slots.ceiling:
@@ -409,7 +417,7 @@ def test_many_threads_share_the_slots_safely(statuses: list[int | None]) -> None
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=10)
+        thread.join(timeout=GIVE_UP_S)
 
     assert done == 24
     assert excess == []
@@ -430,7 +438,7 @@ def test_threads_hold_no_more_than_a_growing_limit() -> None:
     def work() -> None:
         nonlocal held, worst
         for _ in range(200):
-            assert slots.acquire(timeout=5)
+            assert slots.acquire(timeout=GIVE_UP_S)
             with guard:
                 held += 1
                 worst = max(worst, held - slots.limit)
@@ -444,8 +452,9 @@ def test_threads_hold_no_more_than_a_growing_limit() -> None:
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=10)
+        thread.join(timeout=GIVE_UP_S)
 
+    assert not any(thread.is_alive() for thread in threads)
     assert worst <= 0
     assert slots.limit == 8
 
@@ -498,22 +507,26 @@ def test_spare_threads_wait_until_a_backoff_starts_and_leave_when_closed() -> No
     entered: list[bool] = []
     spare = threading.Thread(target=lambda: entered.append(admission.enter()))
     spare.start()
-    spare.join(0.2)
-    assert spare.is_alive(), "a third thread worked with two slots and nobody backing off"
+    wait_until(lambda: admission.waiting == 1, "the third thread never reached enter()")
+    assert (entered, admission.working) == ([], 2), "a third thread worked with two slots and nobody backing off"
 
     release_sleep = threading.Event()
-    sleeper = threading.Thread(target=admission.backing_off(lambda seconds: release_sleep.wait(seconds)), args=(5,))
+    sleeper = threading.Thread(
+        target=admission.backing_off(lambda seconds: release_sleep.wait(seconds)), args=(GIVE_UP_S,)
+    )
     sleeper.start()
-    spare.join(2)
+    spare.join(GIVE_UP_S)
     assert entered == [True], "a backoff did not let the spare thread work"
+    assert (admission.working, admission.waiting) == (3, 0)
 
     release_sleep.set()
-    sleeper.join(2)
+    sleeper.join(GIVE_UP_S)
     late: list[bool] = []
     waiting = threading.Thread(target=lambda: late.append(admission.enter()))
     waiting.start()
-    waiting.join(0.2)
-    assert waiting.is_alive(), "three threads worked on two slots once the backoff had ended"
+    wait_until(lambda: admission.waiting == 1, "the fourth thread never reached enter()")
+    assert (late, admission.working) == ([], 3), "three threads worked on two slots once the backoff had ended"
     admission.close()
-    waiting.join(2)
+    waiting.join(GIVE_UP_S)
     assert late == [False]
+    assert admission.waiting == 0
