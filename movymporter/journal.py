@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 from movymporter.errors import ConfigError
-from movymporter.sender import Delivery, Outcome, Verdict
 
 SUFFIX = ".journal"
 _READ_BYTES = 1 << 20
@@ -43,37 +42,33 @@ class JournalWriter:
     """The journal of one process: a delivered line is on its way to the disk when `delivered` returns."""
 
     def __init__(self, directory: Path, *, sync: bool = False) -> None:
-        self.path = directory / f"{os.getpid()}-{secrets.token_hex(4)}{SUFFIX}"
+        name = f"{os.getpid()}-{secrets.token_hex(4)}{SUFFIX}"
+        self.path = directory / name
         self._sync = sync
+        # Locked before it has its name: a run folding journals in must never find it unlocked (it would take it
+        # for the journal of a process that is gone, and delete it while this one writes on).
+        unnamed = directory / f".{name}.new"
         try:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            self._fd = os.open(unnamed, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            os.rename(unnamed, self.path)
         except OSError as error:
             raise _unwritable(directory, error) from None
-        fcntl.flock(self._fd, fcntl.LOCK_EX)  # a new file of our own: nobody else holds it
 
     def delivered(self, line: int) -> None:
         """Safe from many threads at once: each entry is one append."""
-        os.write(self._fd, b"%d\n" % line)
-        if self._sync:
-            os.fsync(self._fd)
+        try:
+            os.write(self._fd, b"%d\n" % line)
+            if self._sync:
+                os.fsync(self._fd)
+        except OSError as error:  # a full disk: stop, rather than deliver rows a re-run would send again
+            raise _unwritable(self.path.parent, error) from None
 
     def close(self) -> None:
         """Release the file (and its lock): from now on the next run may fold it into the state."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-
-
-def recording(deliver: Callable[[Delivery], Outcome], journal: JournalWriter) -> Callable[[Delivery], Outcome]:
-    """`deliver`, with every delivered row written to `journal` as soon as its answer is in."""
-
-    def deliver_and_record(delivery: Delivery) -> Outcome:
-        outcome = deliver(delivery)
-        if outcome.verdict is Verdict.DELIVERED:
-            journal.delivered(delivery.line)
-        return outcome
-
-    return deliver_and_record
 
 
 class Journals:

@@ -11,6 +11,7 @@ row read is in exactly one bucket:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import re
@@ -30,7 +31,7 @@ import requests
 from movymporter import __version__, metrics
 from movymporter.dedupe import SeenRecords
 from movymporter.errors import ConfigError
-from movymporter.journal import Journals, recording
+from movymporter.journal import Journals
 from movymporter.pool import DeliveryWorkers, threads_for
 from movymporter.progress import Progress
 from movymporter.reader import CsvInput, Record, Rows, decode_errors, estimate_rows
@@ -495,7 +496,7 @@ class Pipeline:
         deliver, journal = self._sender.deliver, None
         if processes is None and self._journals is not None:
             journal = self._journals.writer(sync=settings.sync == "full")
-            deliver = recording(deliver, journal)
+            deliver = functools.partial(deliver, on_delivered=journal.delivered)
         workers = processes or DeliveryWorkers(
             deliver,
             self._on_outcome,

@@ -304,14 +304,17 @@ class Sender:
                 "is the sink running? (bin/setup starts the local one)"
             ) from None
 
-    def deliver(self, delivery: Delivery) -> Outcome:
+    def deliver(self, delivery: Delivery, *, on_delivered: Callable[[int], None] | None = None) -> Outcome:
+        """POST the row, retrying as the policy says. `on_delivered` (the journal) gets the row's line as soon as
+        a 2xx is in, while the attempt still holds its request slot: rows answered but not yet journaled are then
+        never more than CONCURRENCY."""
         outcome = Outcome(delivery, Verdict.FAILED)
         request = self._template.copy()
         request.body = delivery.body
         request.headers["Content-Length"] = str(len(delivery.body))
         request.headers["Idempotency-Key"] = delivery.key
         try:
-            response = self._retrying(self._attempt, request, outcome)
+            response = self._retrying(self._attempt, request, outcome, on_delivered)
         except TlsRefused as error:
             outcome.verdict = Verdict.REFUSED
             outcome.reason = (
@@ -340,7 +343,9 @@ class Sender:
             outcome.reason = f"sink {status}: {_first_line(response.text) or response.reason}"
         return outcome
 
-    def _attempt(self, request: requests.PreparedRequest, outcome: Outcome) -> requests.Response:
+    def _attempt(
+        self, request: requests.PreparedRequest, outcome: Outcome, on_delivered: Callable[[int], None] | None
+    ) -> requests.Response:
         """One POST of the row's prepared request. An attempt that got no answer counts against MAX_ATTEMPTS
         only if the sink answered someone else meanwhile: when nothing answers, the rows in flight wait (up
         to UNREACHABLE_AFTER) for the sink to come back instead of failing one by one."""
@@ -368,6 +373,8 @@ class Sender:
                     # The end of a cut stream can pass for the end of the headers, or of a body without a length.
                     raise requests.exceptions.ReadTimeout("cut at the deadline")
                 response = answer
+                if on_delivered is not None and 200 <= answer.status_code < 300:
+                    on_delivered(outcome.delivery.line)
             finally:
                 self.slots.release()
                 self._record(response, time.monotonic() - started)

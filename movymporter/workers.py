@@ -21,6 +21,7 @@ the main process may be killed while their outcomes are still in the pipe.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import multiprocessing
 import queue
@@ -33,7 +34,7 @@ from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
-from movymporter.journal import Journals, recording
+from movymporter.journal import Journals
 from movymporter.pool import supervise, threads_for
 from movymporter.sender import Delivery, Outcome, Sender, SinkHealth, Verdict
 from movymporter.settings import Settings
@@ -303,7 +304,7 @@ def serve(settings: Settings, connection: Connection, not_ours: list[Connection]
     halt = threading.Event()
     sender = Sender(settings, halt=halt)
     journal = journals.writer(sync=settings.sync == "full") if journals is not None else None
-    deliver = recording(sender.deliver, journal) if journal is not None else sender.deliver
+    deliver = functools.partial(sender.deliver, on_delivered=journal.delivered if journal is not None else None)
     threads = threads_for(settings.concurrency)
     inbox: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
     outbox: list[Packed] = []

@@ -5,13 +5,19 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
+import threading
 from pathlib import Path
 
 import pytest
+import responses
 
+from movymporter import journal
 from movymporter.errors import ConfigError
-from movymporter.journal import SUFFIX, Journals, entries, recording
-from movymporter.sender import Delivery, Outcome, Verdict
+from movymporter.journal import SUFFIX, Journals, entries
+from movymporter.sender import Delivery, Sender, Verdict
+from movymporter.settings import Settings
+
+URL = "http://sink.test/movies"
 
 
 def absorbed(journals: Journals) -> list[int]:
@@ -73,6 +79,24 @@ def test_a_journal_still_being_written_is_read_and_kept(tmp_path: Path) -> None:
     assert journal_files(journals) == []
 
 
+def test_a_journal_has_its_name_only_once_it_is_locked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run folding journals in must never see a new one unlocked, or it would delete it as a dead writer's."""
+    journals = Journals(tmp_path / "journal")
+    named_when_locked: list[list[Path]] = []
+    flock = journal.fcntl.flock
+
+    def recording_flock(fd: int, operation: int) -> None:
+        named_when_locked.append(journal_files(journals))
+        flock(fd, operation)
+
+    monkeypatch.setattr(journal.fcntl, "flock", recording_flock)
+    writer = journals.writer()
+
+    assert named_when_locked == [[]]
+    assert journal_files(journals) == [writer.path]
+    writer.close()
+
+
 def _write_and_die(directory: Path, lines: list[int]) -> None:
     writer = Journals(directory).writer()
     for line in lines:
@@ -128,23 +152,35 @@ def test_a_folder_that_cannot_be_made_is_a_config_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("verdict", "journaled"),
+    ("statuses", "verdict", "journaled"),
     [
-        pytest.param(Verdict.DELIVERED, [4], id="delivered-is-journaled"),
-        pytest.param(Verdict.REJECTED, [], id="refused-by-the-sink-is-not"),
-        pytest.param(Verdict.FAILED, [], id="failed-is-not"),
-        pytest.param(Verdict.ABORTED, [], id="cut-short-is-not"),
+        pytest.param([201], Verdict.DELIVERED, [7], id="delivered-is-journaled"),
+        pytest.param([503, 503, 201], Verdict.DELIVERED, [7], id="delivered-after-retries-is-journaled-once"),
+        pytest.param([400], Verdict.REJECTED, [], id="refused-by-the-sink-is-not"),
+        pytest.param([503] * 3, Verdict.FAILED, [], id="failed-is-not"),
     ],
 )
-def test_recording_journals_deliveries_only(tmp_path: Path, verdict: Verdict, journaled: list[int]) -> None:
-    """Only a row the sink accepted goes into the journal; the outcome itself is passed on unchanged."""
+def test_a_delivery_is_journaled_while_its_request_slot_is_held(
+    tmp_path: Path, statuses: list[int], verdict: Verdict, journaled: list[int]
+) -> None:
+    """The line goes into the journal as soon as the 2xx is in, before the slot is free for another request: rows
+    answered but not journaled are never more than CONCURRENCY (what a kill -9 may make a re-run send again)."""
     journals = Journals(tmp_path / "journal")
     writer = journals.writer()
-    delivery = Delivery(4, [], b"{}", "key")
-    outcome = Outcome(delivery, verdict)
+    settings = Settings(_env_file=None, url_out=URL, max_attempts=3, concurrency=1)  # type: ignore[call-arg]
+    sender = Sender(settings, halt=threading.Event(), sleep=lambda seconds: None)
+    slots_free_when_journaled: list[int] = []
 
-    returned = recording(lambda _: outcome, writer)(delivery)
+    def delivered(line: int) -> None:
+        slots_free_when_journaled.append(sender.slots.acquire(timeout=0))
+        writer.delivered(line)
+
+    with responses.RequestsMock() as mock:
+        for status in statuses:
+            mock.add(responses.POST, URL, status=status)
+        outcome = sender.deliver(Delivery(7, [], b"{}", "key"), on_delivered=delivered)
 
     writer.close()
-    assert returned is outcome
+    assert outcome.verdict is verdict
     assert absorbed(journals) == journaled
+    assert slots_free_when_journaled == [False] * len(journaled)
