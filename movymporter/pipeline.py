@@ -14,14 +14,12 @@ import contextlib
 import functools
 import hashlib
 import logging
-import re
 import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from itertools import compress
 from pathlib import Path
 from typing import IO, Any
@@ -35,6 +33,7 @@ from movymporter.journal import Journals
 from movymporter.pool import DeliveryWorkers, threads_for
 from movymporter.progress import Progress
 from movymporter.reader import CsvInput, Record, Rows, decode_errors, estimate_rows
+from movymporter.reasons import Reasons
 from movymporter.report import REPORT_COLUMNS as _REPORT_COLUMN_NAMES
 from movymporter.report import Reports, restore
 from movymporter.schema import FIELDS, Contract, Movie, column_positions, plain_body, record_key, to_json
@@ -59,8 +58,6 @@ _ANNOUNCE_KEY_BYTES = 1 << 30
 _KEYS_AT_ONCE = 256
 """A dry run hands valid rows to the duplicate table once this many are waiting (a run may bring more): a call
 costs about as much as 15 rows."""
-_NUMBER = re.compile(r"\b\d+(\.\d+)?\b")
-_QUOTED = re.compile(r'"[^"]*"')
 
 
 @dataclass
@@ -116,7 +113,7 @@ class Pipeline:
         self.halt = halt
         self.tally = Tally()
         self.responses: Counter[int] = Counter()
-        self.reasons: Counter[str] = Counter()
+        self.reasons = Reasons()
         self.stopped: str | None = None
         self._session = session
         self._sleep = sleep
@@ -330,12 +327,13 @@ class Pipeline:
         problem = record.problem
         if problem is not None:
             self._reject(record.line, "read", [problem], kept)
-            self.reasons[f"{problem.code}: {_generalise(problem.message)}"] += 1
+            self.reasons.add(problem.code, problem.message)
             return None
         result = self._contract.validate(_values(cells, self._fields, record))
         if isinstance(result, list):
             self._reject(record.line, "validate", result, kept)
-            self.reasons.update(f"{p.code}: {p.rule}" for p in result)
+            for problem in result:
+                self.reasons.count(f"{problem.code}: {problem.rule}")
             return None
         return result
 
@@ -391,7 +389,7 @@ class Pipeline:
             else:
                 tally.not_attempted += 1
             self._reports.reject(delivery.line, "delivery", outcome.reason, delivery.cells)
-            self.reasons[f"delivery: {_generalise(outcome.reason)}"] += 1
+            self.reasons.add("delivery", outcome.reason)
         if self.stopped is not None:
             return
         if verdict is Verdict.REFUSED:
@@ -405,7 +403,7 @@ class Pipeline:
     def _sink_rejected(self, line: int, reason: str, cells: list[str]) -> None:
         self.tally.sink_rejected += 1
         self._reports.reject(line, "sink", reason, cells)
-        self.reasons[f"sink: {_generalise(reason)}"] += 1
+        self.reasons.add("sink", reason)
 
     def _reject(self, line: int, stage: str, problems: Sequence[object], cells: list[str]) -> None:
         """An invalid row (stage read or validate), with every problem it has ("code: message" each)."""
@@ -617,7 +615,7 @@ class Pipeline:
             "metrics_check": check.as_dict(),
             "adaptive_concurrency": self._limits if self.settings.adaptive else None,
             "resumed_before_line": self.state.watermark if self.state is not None and self.state.resuming else None,
-            "top_reasons": [{"reason": reason, "rows": rows} for reason, rows in self.reasons.most_common(TOP_REASONS)],
+            "top_reasons": self.reasons.top(TOP_REASONS),
             "stopped": self.stopped,
             "unread_from_line": unread,
             "exit_status": int(status),
@@ -662,9 +660,3 @@ def _values(cells: list[str], fields: list[tuple[str, int]], record: Record) -> 
         # A cell that spans lines in a CRLF file carries the file's line ending, not data.
         values = {name: value.replace("\r\n", "\n") for name, value in values.items()}
     return values
-
-
-@lru_cache(maxsize=1024)
-def _generalise(reason: str) -> str:
-    """A reason with its values blanked, so rows refused for the same rule count together."""
-    return _NUMBER.sub("N", _QUOTED.sub('"…"', reason))
