@@ -7,14 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import requests
 
 from movymporter import pipeline
 from movymporter.errors import ConfigError
 from movymporter.settings import Settings
 from movymporter.state import DELIVERED, FAILED, SINK_REJECTED, ResumeState, from_ranges, input_key, to_ranges
 from movymporter.status import ExitStatus
-from tests.conftest import RunningSink, assert_accounted, write_films
+from tests.conftest import RunningSink, after_delivered, assert_accounted, write_films
 
 
 class FakeClock:
@@ -269,16 +268,12 @@ def test_unwritable_state_dir_is_a_config_error(tmp_path: Path) -> None:
         ResumeState(blocker / "sub" / "state.sqlite", "k", path=blocker, url="http://x", fresh=False)
 
 
-def halt_once_stored(sink: RunningSink, count: int, halt: threading.Event) -> None:
-    """Set `halt` (what Ctrl-C does) once the sink has stored `count` films: a stop part-way, whatever the speed."""
-    with requests.Session() as http:
-        while http.get(f"{sink.url}/_sink/stats", timeout=10).json()["stored"] < count and not halt.wait(0.01):
-            pass
-    halt.set()
-
-
+@pytest.mark.slow
 def test_a_halted_run_resumes_without_sending_a_row_twice(
-    start_sink: Callable[..., RunningSink], tmp_path: Path, make_settings: Callable[..., Settings]
+    start_sink: Callable[..., RunningSink],
+    tmp_path: Path,
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Stop part-way, run again: the second run sends only the rest and counts the first run's rows as delivered."""
     sink = start_sink(failure_rate=0.2, seed=5, latency_ms=5)
@@ -286,11 +281,9 @@ def test_a_halted_run_resumes_without_sending_a_row_twice(
     path.write_text("title,year\n" + "".join(f"Film {n},{1800 if n % 25 == 0 else 2000}\n" for n in range(1500)))
     settings = make_settings(csv_in=path, url_out=sink.movies_url, concurrency=4)
     halt = threading.Event()
-    watcher = threading.Thread(target=halt_once_stored, args=(sink, 100, halt), daemon=True)
-    watcher.start()
+    after_delivered(monkeypatch, 100, halt.set)
 
     first = pipeline.run(settings, halt=halt)
-    watcher.join()
     second = pipeline.run(settings)
 
     assert first.exit_status is ExitStatus.INTERRUPTED
