@@ -32,13 +32,13 @@ from movymporter.errors import ConfigError
 from movymporter.journal import Journals
 from movymporter.pool import DeliveryWorkers, threads_for
 from movymporter.progress import Progress
-from movymporter.reader import CsvInput, Record, Rows, decode_errors, estimate_rows
+from movymporter.reader import CsvInput, Record, Rows, estimate_rows
 from movymporter.reasons import Reasons
 from movymporter.report import REPORT_COLUMNS as _REPORT_COLUMN_NAMES
 from movymporter.report import Reports, restore
 from movymporter.schema import FIELDS, Contract, Movie, column_positions, plain_body, record_key, to_json
 from movymporter.sender import Delivery, Outcome, Sender, Verdict
-from movymporter.settings import Settings
+from movymporter.settings import INPUT_ENCODING, Settings
 from movymporter.state import DELIVERED, FAILED, SINK_REJECTED, ResumeState, input_key
 from movymporter.status import ExitStatus
 from movymporter.workers import ProcessWorkers, shares
@@ -161,8 +161,7 @@ class Pipeline:
             self._reports = Reports(
                 settings.report_dir,
                 delimiter=source.dialect.delimiter,
-                encoding=source.dialect.encoding,
-                errors=decode_errors(source.dialect.encoding),
+                encoding=self._report_encoding(),
                 header=header[REPORT_COLUMNS:] if source.is_report else header,
             )
             parts.enter_context(contextlib.closing(self._reports))
@@ -422,6 +421,11 @@ class Pipeline:
             self.path, settings.url_out, settings.keep_duplicates, self._contract.max_year, __version__, halt=self.halt
         )
 
+    def _report_encoding(self) -> str:
+        """REPORT_ENCODING, or the input's own encoding when it says `input`."""
+        chosen = self.settings.report_encoding
+        return self._source.dialect.encoding if chosen == INPUT_ENCODING else chosen
+
     def _open_state(self, key: str) -> ResumeState:
         """The resume state of this input, with what the journals of a killed run add to it."""
         settings = self.settings
@@ -602,6 +606,7 @@ class Pipeline:
             "input": str(source.path),
             "encoding": source.dialect.encoding,
             "delimiter": source.dialect.delimiter,
+            "report_encoding": self._report_encoding(),
             "url": None if self.settings.dry_run else self.settings.url_out,
             "dry_run": self.settings.dry_run,
             "report_dir": str(self.settings.report_dir),

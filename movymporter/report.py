@@ -22,6 +22,9 @@ DUPLICATES = "duplicates.csv"
 SUMMARY = "summary.json"
 REPORT_COLUMNS = ("line", "stage", "reason")
 """What rejected.csv puts before the input's own columns; an import of a rejected.csv skips them."""
+REASON_LIMIT = 2000
+"""Characters of a reason written; the rest is cut. A reason quotes the values it refuses, and one quoting a
+value at csv's field size limit would be a cell too long to be read back when rejected.csv is imported again."""
 
 # A cell a spreadsheet would run as a formula gets a leading apostrophe. Cells that
 # already start with apostrophes before such a character get one more, so that
@@ -39,19 +42,42 @@ def restore(cell: str) -> str:
     return cell[1:] if _GUARDED.match(cell) else cell
 
 
-class Reports:
-    """Writers of the CSV reports, in the input's delimiter and encoding."""
+def keep_bytes_or_escape(error: UnicodeError) -> tuple[str | bytes, int]:
+    """How a report writes what its encoding cannot: a byte the input could not decode (kept as a lone surrogate)
+    goes back as that byte, so a re-import finds it again; a character the report's encoding lacks (REPORT_ENCODING
+    chosen narrower than the input's) is written as a backslash escape. UTF-16 and UTF-32 carry no stray bytes:
+    there the surrogates are escaped too."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    unencodable = error.object[error.start : error.end]
+    if "a".encode(error.encoding) != b"a":
+        return unencodable.encode("ascii", errors="backslashreplace").decode("ascii"), error.end
+    kept = bytearray()
+    for char in unencodable:
+        code = ord(char)
+        kept += bytes((code - 0xDC00,)) if 0xDC80 <= code <= 0xDCFF else char.encode("ascii", "backslashreplace")
+    return bytes(kept), error.end
 
-    def __init__(
-        self, directory: Path, *, delimiter: str, encoding: str, header: list[str], errors: str = "surrogateescape"
-    ) -> None:
+
+codecs.register_error("movymporter-report", keep_bytes_or_escape)
+
+
+def describe_encoding(encoding: str) -> str:
+    """An encoding as the summary names it."""
+    name = codecs.lookup(encoding).name
+    return {"utf-8-sig": "UTF-8 with a byte-order mark", "utf-8": "UTF-8 with a byte-order mark"}.get(name, name)
+
+
+class Reports:
+    """Writers of the CSV reports, in the input's delimiter and in REPORT_ENCODING (or the input's encoding)."""
+
+    def __init__(self, directory: Path, *, delimiter: str, encoding: str, header: list[str]) -> None:
         self.directory = directory
         # UTF-8 reports get a byte-order mark: spreadsheets then open them as UTF-8, and a report whose only
         # non-ASCII bytes are the invalid ones is still read back as UTF-8 when it is imported again. The mark
         # is written by hand: a file opened as utf-8-sig encodes every write in Python, plain utf-8 in C.
         self._mark = "\ufeff" if codecs.lookup(encoding).name in ("utf-8", "utf-8-sig") else ""
         self._encoding = "utf-8" if self._mark else encoding
-        self._errors = errors
         try:
             directory.mkdir(parents=True, exist_ok=True)
             self._rejected_file = self._open_partial(REJECTED)
@@ -73,12 +99,14 @@ class Reports:
 
     def _open_partial(self, name: str) -> IO[str]:
         handle = (self.directory / f".{name}.partial").open(
-            "w", encoding=self._encoding, errors=self._errors, newline=""
+            "w", encoding=self._encoding, errors="movymporter-report", newline=""
         )
         handle.write(self._mark)
         return handle
 
     def reject(self, line: int, stage: str, reason: str, cells: list[str]) -> None:
+        if len(reason) > REASON_LIMIT:
+            reason = reason[:REASON_LIMIT] + "..."
         if not reason.isascii():  # every encoding of a report can write ASCII
             reason = reason.encode(self._encoding, errors="backslashreplace").decode(self._encoding)
         if any(map(_NEEDS_GUARD.match, cells)):  # seldom: the test alone costs a third of neutralising each cell
@@ -139,11 +167,13 @@ def render_summary(summary: dict[str, Any]) -> str:
     if not dry_run:
         rows.append(("retries", summary["retries"], ""))
     width = max(len(label) for label, _, _ in rows)
+    encoding = f" ({describe_encoding(summary['report_encoding'])})"
     lines = [
         f"{summary['input']}: {_count(summary['rows'])} rows in {summary['elapsed_s']:.1f} s "
         f"({_count(round(summary['rows_per_s']))} rows/s)"
     ]
     lines += [f"  {label:<{width}}  {_count(value):>10}  {note}".rstrip() for label, value, note in rows]
+    lines.append(f"reports in {where}/{encoding}")
     if summary["stopped"]:
         lines.append(f"stopped: {summary['stopped']}")
         if summary["unread_from_line"]:

@@ -23,6 +23,8 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 DELIMITER_NAMES = {",": ",", "comma": ",", ";": ";", "semicolon": ";", "\t": "\t", "tab": "\t", "\\t": "\t"}
 DELIMITER_NAMES |= {"|": "|", "pipe": "|"}
 SECRET_FIELDS = frozenset({"auth_token"})
+INPUT_ENCODING = "input"
+"""REPORT_ENCODING's word for: write the reports in the input's own encoding."""
 
 
 def setting(default: Any, *, help: str, accepted: str, flag: str | None = None, **constraints: Any) -> Any:
@@ -106,6 +108,15 @@ class Settings(BaseSettings):
         help="e.g. utf-8, cp1252; default: detected",
         accepted="a Python text codec such as utf-8, utf-8-sig, cp1252, latin-1; empty means detect",
         flag="--encoding NAME",
+    )
+    report_encoding: str = setting(
+        "utf-8-sig",
+        help="encoding of rejected.csv and duplicates.csv; input = the input's own",
+        accepted=(
+            "input (the input file's encoding) or a Python text codec such as utf-8-sig (UTF-8 with a byte-order "
+            "mark), utf-8, cp1252"
+        ),
+        flag="--report-encoding NAME",
     )
     log_level: LogLevel = setting(
         "INFO", help="logging threshold on stderr", accepted="one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
@@ -210,6 +221,13 @@ class Settings(BaseSettings):
             return codecs.lookup(name).name
         except LookupError:
             raise ValueError("unknown text encoding") from None
+
+    @field_validator("report_encoding", mode="before")
+    @classmethod
+    def _report_encoding(cls, value: Any) -> str:
+        if isinstance(value, str) and value.strip().lower() == INPUT_ENCODING:
+            return INPUT_ENCODING
+        return cls._encoding(value) or "utf-8-sig"
 
     @field_validator("csv_in", "ca_bundle", "auth_token", mode="before")
     @classmethod

@@ -14,6 +14,7 @@ cannot be a CSV file is one clear line on stderr and exit status 2.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import gzip
@@ -263,8 +264,9 @@ def physical_lines(data: bytes, encoding: str) -> int:
 
 
 def report_encoding(encoding: str) -> str:
-    """Reports of UTF-8 input carry a byte-order mark; the other encodings are written as read."""
-    return "utf-8-sig" if encoding == "utf-8" else encoding
+    """How to read a report written in `encoding` (a summary's report_encoding): UTF-8 ones carry a byte-order
+    mark."""
+    return "utf-8-sig" if codecs.lookup(encoding).name in ("utf-8", "utf-8-sig") else encoding
 
 
 def read_report(path: Path, *, delimiter: str, encoding: str) -> list[list[str]]:
@@ -341,8 +343,9 @@ def check_accounting(data: bytes, path: Path, result: pipeline.RunResult, report
     assert lines == physical_lines(data, encoding), "the run read every line of the file"
     first_data_line = summary["header_line"] + 1
 
-    rejected = read_report(report_dir / REJECTED, delimiter=delimiter, encoding=encoding)
-    duplicates = read_report(report_dir / DUPLICATES, delimiter=delimiter, encoding=encoding)
+    written_in = summary["report_encoding"]
+    rejected = read_report(report_dir / REJECTED, delimiter=delimiter, encoding=written_in)
+    duplicates = read_report(report_dir / DUPLICATES, delimiter=delimiter, encoding=written_in)
     assert rejected[0][:3] == ["line", "stage", "reason"]
     rejected_lines = [int(row[0]) for row in rejected[1:]]
     assert len(rejected_lines) == summary["invalid"]
@@ -438,8 +441,10 @@ def test_rows_refused_by_validation_are_refused_again_when_rejected_csv_is_reimp
         if first is None:
             return
         check_accounting(data, path, first, first_dir)
-        encoding, delimiter = first.summary["encoding"], first.summary["delimiter"]
-        report = records_with_start_lines(first_dir / REJECTED, delimiter=delimiter, encoding=encoding)
+        delimiter = first.summary["delimiter"]
+        report = records_with_start_lines(
+            first_dir / REJECTED, delimiter=delimiter, encoding=first.summary["report_encoding"]
+        )
         refused = [(start, cells) for start, cells in report[1:] if cells[1] == "validate"]
 
         second = dry_run(make_settings, first_dir / REJECTED, second_dir)
@@ -448,7 +453,7 @@ def test_rows_refused_by_validation_are_refused_again_when_rejected_csv_is_reimp
         assert_accounted(second.summary)
         assert second.summary["delimiter"] == delimiter
         again = records_with_start_lines(
-            second_dir / REJECTED, delimiter=delimiter, encoding=second.summary["encoding"]
+            second_dir / REJECTED, delimiter=delimiter, encoding=second.summary["report_encoding"]
         )
         assert again[0] == report[0], "the report of a report has the same columns"
         by_line = {int(cells[0]): cells[1:] for _, cells in again[1:]}

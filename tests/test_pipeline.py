@@ -81,16 +81,16 @@ def test_bundled_sample_is_what_the_generator_makes(tmp_path: Path) -> None:
 def test_bundled_sample_imports_as_its_oracle_says(
     reliable_sink: RunningSink, tmp_path: Path, make_settings: Callable[..., Settings]
 ) -> None:
-    """The demo file: cp1252, semicolons, a type row; its invalid lines are reported in its own encoding."""
+    """The demo file: cp1252, semicolons, a type row; its invalid lines are reported in UTF-8 (REPORT_ENCODING)."""
     expected = write_sample(tmp_path / "oracle.csv")
     settings = make_settings(csv_in=SAMPLE, url_out=reliable_sink.movies_url)
 
     result = pipeline.run(settings)
 
     assert set(stored_films(reliable_sink)) == expected.films
-    rejected = rejected_lines(settings.report_dir, ";", "cp1252")
+    rejected = rejected_lines(settings.report_dir, ";", "utf-8-sig")
     assert set(rejected) == set(expected.invalid_lines)
-    header = read_csv(settings.report_dir / "rejected.csv", delimiter=";", encoding="cp1252")[0]
+    header = read_csv(settings.report_dir / "rejected.csv", delimiter=";", encoding="utf-8-sig")[0]
     assert header[:4] == ["line", "stage", "reason", "Year"]
     assert result.summary["type_row_line"] == 2
     assert result.summary["encoding"] == "cp1252"
@@ -397,11 +397,11 @@ def test_fixed_rejected_csv_imports_from_and_into_the_same_report_dir(
     titles = {film["title"]: film for film in reliable_sink.stored()}
     assert titles["Fixed"]["length"] == 95
     assert [row[4] for row in rows if row[0] == "9"] == ["'-5"]
-    assert '"Unclosed' in titles, "a line set aside for its quote comes back with the quote as data"
-    assert again.summary["delivered"] == 2
+    assert '"Unclosed' not in titles, "a line set aside for its quote is refused again, not delivered"
+    assert again.summary["delivered"] == 1
     new_rows = read_csv(report)
     assert new_rows[0] == ["line", "stage", "reason", *rows[0][3:]]
-    assert len(new_rows) == len(rows) - 2
+    assert len(new_rows) == len(rows) - 1
     assert_accounted(again.summary)
 
 

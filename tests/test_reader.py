@@ -5,9 +5,11 @@ Every input is a real file written as bytes, so encodings and line endings are e
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import gc
+import io
 import os
 import re
 import warnings
@@ -15,10 +17,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from movymporter.errors import InputError
 from movymporter.reader import (
+    CUT_NOTE,
+    KEPT,
+    LINE_LIMIT,
     CsvInput,
+    PhysicalLines,
     ReadProblem,
     Record,
     Rows,
@@ -837,6 +845,21 @@ def test_batches_of_any_size_read_the_same(
         assert [(line, end, code) for line, end, code, _, _ in expected[0]] == DIRTY_SPANS
 
 
+@pytest.mark.parametrize("chunk", [1, 5, 16], ids=lambda chunk: f"chunks-of-{chunk}")
+@pytest.mark.parametrize("name", list(BATCH_INPUTS))
+def test_lines_longer_than_a_chunk_read_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, chunk: int
+) -> None:
+    """Held apart and read the careful way, lines longer than a chunk give the records, lines, `lines_read` and
+    blank line count of a file whose lines all fit in one, whatever the batch size."""
+    path = write(tmp_path, BATCH_INPUTS[name])
+    expected = walk(path, peek=True)
+    monkeypatch.setattr("movymporter.reader._CHUNK", chunk)
+    for size in (1, 3, 1000):
+        monkeypatch.setattr("movymporter.reader._BATCH", size)
+        assert walk(path, peek=True) == expected, f"batches of {size}"
+
+
 # --- batches: runs of plain records handed out whole ----------------------------------------------
 
 
@@ -929,3 +952,209 @@ def test_rows_given_back_count_as_not_read(tmp_path: Path, unused: int) -> None:
         assert source.lines_read == 7 - unused
         assert source.has_more() is (unused > 0)
         assert source.lines_read == 7 - unused
+
+
+# --- lines of any length: read in chunks, a line too long cut ---------------------------------------------------
+
+LINE_PIECES = ("a", "é", "日", "🎬", ",", '"', "\n", "\r", "\r\n", "\x0b", "\x0c", "\x1c", "\x1e", "\x85", "\u2028")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
+@given(pieces=st.lists(st.sampled_from(LINE_PIECES), max_size=40), chunk=st.integers(1, 9))
+def test_physical_lines_end_where_a_text_file_ends_them(pieces: list[str], chunk: int, encoding: str) -> None:
+    """Read in chunks of any size, the lines and their line ends are those of a text file opened with
+    newline="": a \\r\\n cut between two chunks is one line end, \\x0b, \\x85 or \\u2028 end no line. A line
+    longer than a chunk comes as a stand-in, whose text `whole` gives back."""
+    data = "".join(pieces).encode(encoding)
+    errors = "surrogateescape" if encoding == "utf-8" else "replace"
+    expected = list(io.TextIOWrapper(io.BytesIO(data), encoding=encoding, errors=errors, newline=""))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("movymporter.reader._CHUNK", chunk)
+        source = PhysicalLines(io.BytesIO(data), codecs.getincrementaldecoder(encoding)(errors=errors))
+        lines = list(source)
+    restored = source.whole(lines) or lines
+    assert restored == expected
+    assert all(line == text for line, text in zip(lines, restored, strict=True) if len(text) <= chunk)
+    assert all(line != text for line, text in zip(lines, restored, strict=True) if len(text) > chunk + 1)
+
+
+LONG = b"x" * (3 * LINE_LIMIT) + b",2000"
+"""A line of 3 Mi characters: cut."""
+
+
+@pytest.mark.parametrize(
+    ("encoding", "newline"),
+    [
+        pytest.param("utf-8", b"\n", id="utf8-lf"),
+        pytest.param("utf-8", b"\r\n", id="utf8-crlf"),
+        pytest.param("cp1252", b"\r", id="cp1252-lone-cr"),
+        pytest.param("utf-16", b"\r\n", id="utf16-crlf"),
+    ],
+)
+def test_a_line_too_long_is_one_source_error_row_of_its_first_characters(
+    tmp_path: Path, encoding: str, newline: bytes
+) -> None:
+    """A line of more than LINE_LIMIT characters is one source-error row on its own line number, whose cells are
+    its first KEPT characters split on the delimiter, with a reason that says so; the lines after it are read
+    as before, blank lines counted."""
+    text = b"\n".join([b"title,year", b"A,1", b"x,y," + LONG, b"B,2", b"", b"C,3", b""]).decode()
+    data = text.replace("\n", newline.decode()).encode(encoding)
+    source, records = read(write(tmp_path, data), encoding=encoding)
+    assert spans(records) == [(2, 2, None), (3, 3, "source-error"), (4, 4, None), (6, 6, None)]
+    cut = records[1]
+    assert cut.problem == ReadProblem("source-error", f"the line is longer than {LINE_LIMIT} characters; {CUT_NOTE}")
+    assert cut.cells == ["x", "y", "x" * (KEPT - 4)]
+    assert [r.cells for r in records if r.problem is None] == [["A", "1"], ["B", "2"], ["C", "3"]]
+    assert (source.blank_lines, source.lines_read) == (1, 6)
+
+
+@pytest.mark.parametrize("extra", [0, 1], ids=["at-the-limit-read-whole", "one-more-cut"])
+def test_the_line_limit_is_exact(tmp_path: Path, extra: int) -> None:
+    """A line of LINE_LIMIT characters is read whole (here: a field too long for csv); one more character and
+    it is cut, wherever the chunks of the file end."""
+    line = b"x" * (LINE_LIMIT - 2 + extra) + b",1"
+    _, records = read(write(tmp_path, b"title,year\n" + line + b"\r\nB,2\n"))
+    assert spans(records) == [(2, 2, "source-error"), (3, 3, None)]
+    assert records[0].problem is not None
+    assert ("the line is longer than" in records[0].problem.message) is bool(extra)
+    assert records[0].problem.message.endswith(CUT_NOTE)
+
+
+def test_the_last_line_too_long_without_line_end(tmp_path: Path) -> None:
+    """A line cut at the end of a file that has no last line end is the last row; nothing follows it."""
+    source, records = read(write(tmp_path, b"title,year\nA,1\n" + LONG))
+    assert spans(records) == [(2, 2, None), (3, 3, "source-error")]
+    assert source.lines_read == 3
+
+
+def test_a_line_too_long_inside_a_quoted_field_ends_like_a_runaway_quote(tmp_path: Path) -> None:
+    """A quoted field running over a line too long: the line that opened it is set aside, the lines after it
+    read again, the long one as a row cut short."""
+    data = b'title,year\nA,1\n"Opened\n' + LONG + b'\nclosed",2\nB,3\n'
+    source, records = read(write(tmp_path, data))
+    assert spans(records) == [(2, 2, None), (3, 3, "source-error"), (4, 4, "source-error"), (5, 5, None), (6, 6, None)]
+    opened, cut = records[1], records[2]
+    assert opened.cells == ['"Opened']
+    assert opened.problem is not None
+    assert "runs on to line 4 (line 4 is longer than" in opened.problem.message
+    assert cut.problem is not None
+    assert cut.problem.message.endswith(CUT_NOTE)
+    assert records[-1].cells == ["B", "3"]
+    assert source.lines_read == 6
+
+
+def test_a_set_aside_line_longer_than_a_field_keeps_its_first_characters(tmp_path: Path) -> None:
+    """A line set aside for a field over csv's size limit keeps only its first KEPT characters: every cell of
+    rejected.csv can then be read back as a field."""
+    limit = csv.field_size_limit()
+    _, records = read(write(tmp_path, b"title,year\n" + b"x" * (limit + 10) + b",1\nB,2\n"))
+    assert records[0].cells == ["x" * KEPT]
+    assert records[0].problem == ReadProblem("source-error", f"a field is longer than {limit} characters; {CUT_NOTE}")
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        pytest.param(b"title," + LONG + b"\nA,1\n", "header on line 1: the line is longer than", id="header-line"),
+        pytest.param(b"\n" + b" " * (2 * LINE_LIMIT) + b"\ntitle,year\n", "header on line 2: the line", id="spaces"),
+    ],
+)
+def test_a_header_line_too_long_is_input_error(tmp_path: Path, data: bytes, match: str) -> None:
+    """A first non-blank line of more than LINE_LIMIT characters cannot be the header: an InputError says why."""
+    with pytest.raises(InputError, match=match) as caught:
+        CsvInput(write(tmp_path, data))
+    assert CUT_NOTE not in str(caught.value)
+
+
+def test_batches_of_any_size_read_a_cut_line_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wherever a cut line falls in its batch, its record, the records around it and `lines_read` after each
+    are those of a reader taking one record at a time."""
+    path = write(tmp_path, b"title,year\n" + b"A,1\n" * 5 + LONG + b"\n" + b"C,3\n" * 5)
+    monkeypatch.setattr("movymporter.reader._BATCH", 1)
+    expected = walk(path, peek=True)
+    for size in (2, 3, 7, 1000):
+        monkeypatch.setattr("movymporter.reader._BATCH", size)
+        assert walk(path, peek=True) == expected, f"batches of {size}"
+    assert [code for _, _, code, _, _ in expected[0]] == [None] * 5 + ["source-error"] + [None] * 5
+
+
+# --- a rejected.csv read again ----------------------------------------------------------------------------------
+
+REPORT_HEADER = b"line;stage;reason;title;year\r\n"
+
+
+def report(*rows: bytes) -> bytes:
+    return REPORT_HEADER + b"".join(row + b"\r\n" for row in rows)
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        pytest.param(
+            b'3;read;"source-error: a quote opened on this line runs on";"""Unclosed";2000',
+            "source-error: a quote opened on this line runs on",
+            id="set-aside-line-still-unbalanced",
+        ),
+        pytest.param(
+            b'3;read;"source-error: a closing quote is followed by other characters";"""bad""x";2000',
+            "source-error: a closing quote is followed by other characters",
+            id="closing-quote-then-text",
+        ),
+        pytest.param(
+            b"3;read;encoding-error: bytes 0xFF are not valid utf-8;Bad\xff;2000",
+            "encoding-error: bytes 0xFF are not valid utf-8",
+            id="undecodable-byte-still-there",
+        ),
+        pytest.param(
+            "3;read;encoding-error: bytes 0xFF are not valid utf-16;Bad\ufffd;2000".encode(),
+            "encoding-error: bytes 0xFF are not valid utf-16",
+            id="replacement-character-of-a-utf16-input",
+        ),
+        pytest.param(
+            f'3;read;"source-error: the line is longer than 1 characters; {CUT_NOTE}";Cut;2000'.encode(),
+            f"source-error: the line is longer than 1 characters; {CUT_NOTE}",
+            id="cut-row-even-if-it-reads",
+        ),
+        pytest.param(
+            b"3;read;missing-cell: the row has 1 field, the header has 2;Short",
+            "missing-cell: the row has 1 field, the header has 2",
+            id="still-too-short",
+        ),
+        pytest.param(
+            b"3;read;missing-cell: the row has 1 field, the header has 2;Short;2000;more",
+            "extra-cell: the row has 3 fields, the header has 2",
+            id="edited-to-another-width-counted-without-report-columns",
+        ),
+        pytest.param(
+            b"3;validate;type-error: year must be a whole number;Wide;2000;more",
+            "extra-cell: the row has 3 fields, the header has 2",
+            id="other-stage-of-the-wrong-width",
+        ),
+    ],
+)
+def test_a_report_row_is_refused_again_while_it_has_its_problem(tmp_path: Path, row: bytes, problem: str) -> None:
+    """A row reported at stage read keeps its reason while it still has the problem it was reported for (the
+    raw text of a set-aside line read as one line, undecodable bytes, a cut); any row of the wrong width gets
+    the counts of the input, without the report's three columns."""
+    source, records = read(write(tmp_path, report(row)), encoding="utf-8")
+    assert source.is_report
+    assert len(records) == 1
+    assert str(records[0].problem) == problem
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        pytest.param(b'3;read;"source-error: a quote opened on this line runs on";Unclosed;2000', id="quote-removed"),
+        pytest.param(b"3;read;encoding-error: bytes 0xFF are not valid utf-8;Bad;2000", id="byte-removed"),
+        pytest.param(b"3;read;missing-cell: the row has 1 field, the header has 2;Short;2000", id="cell-added"),
+        pytest.param(b'3;validate;constraint-error: year must be from 1888;"Two; Cells";1800', id="validate-row"),
+        pytest.param(b"3;delivery;no answer before the run stopped;Film;2000", id="delivery-row"),
+    ],
+)
+def test_an_edited_report_row_goes_on_to_validation(tmp_path: Path, row: bytes) -> None:
+    """A row edited out of the problem it was reported for, and any row of another stage, is handed out without
+    a problem: validation judges it."""
+    _, records = read(write(tmp_path, report(row)), encoding="utf-8")
+    assert [r.problem for r in records] == [None]
+    assert records[0].cells[:2] == ["3", row.split(b";")[1].decode()]

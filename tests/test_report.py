@@ -15,7 +15,16 @@ from hypothesis import strategies as st
 from movymporter.errors import ConfigError
 from movymporter.metrics import Reconciliation, Snapshot, reconcile
 from movymporter.pipeline import Tally
-from movymporter.report import DUPLICATES, REJECTED, SUMMARY, Reports, neutralise, render_summary, restore
+from movymporter.report import (
+    DUPLICATES,
+    REASON_LIMIT,
+    REJECTED,
+    SUMMARY,
+    Reports,
+    neutralise,
+    render_summary,
+    restore,
+)
 
 HEADER = ["title", "year", "awards"]
 
@@ -80,6 +89,26 @@ def test_restore_undoes_neutralise_for_any_string(cell: str) -> None:
 
 
 # --- rejected.csv --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("encoding", "cells", "written"),
+    [
+        pytest.param("utf-8", ["Am\udce9lie"], b"Am\xe9lie", id="undecodable-byte-goes-back-as-that-byte"),
+        pytest.param("utf-8", ["Amélie"], "Amélie".encode(), id="a-cp1252-films-accents-become-utf-8"),
+        pytest.param("cp1252", ["東京"], b"\\u6771\\u4eac", id="a-character-cp1252-lacks-is-escaped"),
+        pytest.param("cp1252", ["\udc81x"], b"\x81x", id="cp1252-keeps-an-undefined-byte"),
+        pytest.param("utf-16-le", ["a\udc81"], "a\\udc81".encode("utf-16-le"), id="utf-16-escapes-stray-bytes"),
+    ],
+)
+def test_what_the_report_encoding_cannot_write(tmp_path: Path, encoding: str, cells: list[str], written: bytes) -> None:
+    """A stray byte kept from the input is written back as it was (a re-import finds it again); a character the
+    chosen REPORT_ENCODING lacks becomes a backslash escape instead of a failed run."""
+    reports = make_reports(tmp_path, encoding=encoding, header=["title"])
+    reports.reject(2, "read", "encoding-error: bytes", cells)
+    reports.finish({"rows": 1})
+
+    assert written in (tmp_path / REJECTED).read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -159,6 +188,23 @@ def test_reason_the_encoding_cannot_hold_does_not_crash(tmp_path: Path, encoding
     assert written.startswith(reason.split(" ")[0])
     assert "\\u" in written or "\\x" in written
     assert rows[1][3:] == ["Film", "1990", ""]
+
+
+def test_a_long_reason_is_cut_so_that_the_report_reads_back(tmp_path: Path) -> None:
+    """A reason quoting a value at csv's field size limit is cut at REASON_LIMIT characters: the row reads back
+    with csv's own limit, its cells whole."""
+    value = "x" * csv.field_size_limit()
+    reports = make_reports(tmp_path)
+    reports.reject(2, "validate", f"constraint-error: awards must be Yes, No (any case) or empty, got {value!r}", [])
+    reports.reject(3, "validate", "type-error: short", ["A", "1", value])
+    reports.finish({})
+
+    rows = read_csv(tmp_path / REJECTED, delimiter=",", encoding="utf-8")
+    assert (
+        rows[1][2]
+        == f"constraint-error: awards must be Yes, No (any case) or empty, got '{value}"[:REASON_LIMIT] + "..."
+    )
+    assert rows[2] == ["3", "validate", "type-error: short", "A", "1", value]
 
 
 def test_cells_and_header_are_neutralised_in_the_file(tmp_path: Path) -> None:
@@ -322,6 +368,7 @@ def make_summary(**changes: Any) -> dict[str, Any]:
         "input": "data/films.csv",
         "encoding": "cp1252",
         "delimiter": ";",
+        "report_encoding": "utf-8-sig",
         "url": "http://localhost:9009/movies",
         "dry_run": False,
         "report_dir": "reports",
@@ -364,6 +411,7 @@ def test_render_summary_shows_counts_stop_reasons_and_metrics() -> None:
         assert value in line, line
     assert "reports/rejected.csv" in text
     assert "reports/duplicates.csv" in text
+    assert "reports in reports/ (UTF-8 with a byte-order mark)" in text
     assert "stopped: STOP_ON_ERRORS=300 reached (310 rows rejected)" in text
     assert "lines from 12353 on were not read" in text
     assert "top reasons rows were not delivered:" in text
