@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from movymporter.journal import Journals  # noqa: E402 - after the path set-up above
+from movymporter.journal import Journals
 
 NORMAL_ENTRIES = 200_000
 FULL_ENTRIES = 2_000
@@ -36,7 +36,12 @@ def measure(folder: Path) -> dict[str, float]:
     folder.mkdir(parents=True, exist_ok=True)
     normal_cpu, normal_wall = cost_per_entry(folder, NORMAL_ENTRIES, sync=False)
     full_cpu, full_wall = cost_per_entry(folder, FULL_ENTRIES, sync=True)
-    return {"normal_cpu_us": normal_cpu, "normal_wall_us": normal_wall, "full_cpu_us": full_cpu, "full_wall_us": full_wall}
+    return {
+        "normal_cpu_us": normal_cpu,
+        "normal_wall_us": normal_wall,
+        "full_cpu_us": full_cpu,
+        "full_wall_us": full_wall,
+    }
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import sink
+from bench import journal, lines, sink
 from bench.measure import run_importer, run_naive
 
 HERE = Path(__file__).resolve().parent
@@ -151,12 +151,14 @@ def verdict(ok: bool) -> str:
 
 
 def report(results: dict[str, Any], seconds: float) -> str:
-    dry, send, lat, mem, sink_rate = (
+    dry, send, lat, mem, sink_rate, jour, huge = (
         results["dry"],
         results["send"],
         results["latency"],
         results["memory"],
         results["sink"],
+        results["journal"],
+        results["lines"],
     )
     rows = [
         ("Dry-run validation, one process, 1M-row dirty file", f"{dry['rows_per_s']:,.0f} rows/s",
@@ -176,6 +178,12 @@ def report(results: dict[str, Any], seconds: float) -> str:
         ("Peak RSS, sending, 10k rows / first minute of the 2M-row file", f"{mem['send_10k']:.0f} / "
          f"{mem['send_2m']:.0f} MB", f"< {RSS_TARGET_MB} MB",
          verdict(max(mem["send_10k"], mem["send_2m"]) < RSS_TARGET_MB)),
+        ("Peak RSS, dry run, one line of a 200 MB cell / a 200 MB quoted cell / rows of 1 MB",
+         " / ".join(f"{case['peak_rss_mb']:.0f}" for case in huge.values()) + " MB", f"< {RSS_TARGET_MB} MB",
+         verdict(all(case["peak_rss_mb"] < RSS_TARGET_MB and case["good_rows_valid"] for case in huge.values()))),
+        ("Journal of deliveries, SYNC=normal: CPU per delivered row", f"{jour['normal_cpu_us']:.1f} us = "
+         f"{jour['normal_cpu_us'] / send['movymporter_cpu_us']:.1%} of a delivered row's CPU", "", ""),
+        ("... SYNC=full (flushed to the disk): time per delivered row", f"{jour['full_wall_us']:,.0f} us", "", ""),
         ("Sink: POST/s at failure 0 (wrk, 32 connections)", f"{sink_rate['post_per_s']:,.0f}", ">= 5,000",
          verdict(sink_rate["post_per_s"] >= 5000)),
     ]  # fmt: skip
@@ -205,6 +213,12 @@ How each figure is made (see `bench/run.py`):
 - memory: peak RSS of whole dry runs (10k and 2M rows), of a whole send of 10k rows at 20 % 503, and of the first
   {results["send_seconds"]:.0f} s of sending the 2M-row file ({mem["send_2m_rows"]:,} rows read by then; the
   duplicate table is sized for the whole file at start, so its memory is included).
+- one huge line: `bench/lines.py` dry-runs a header, then a 200 MB part (one unquoted cell on one line; one quoted
+  cell over lines of 1 KiB; rows of 1,000 fields of 1,000 characters), then 5 good films, which must all be
+  counted valid (the rest of the file goes on).
+- journal: `bench/journal.py` appends {journal.NORMAL_ENTRIES:,} entries (SYNC=normal) and {journal.FULL_ENTRIES:,}
+  (SYNC=full, one fsync each) to a journal under `bench/out` with the importer's own writer; the share is of the
+  CPU per delivered row measured above, in the same run.
 - raw numbers: {results}
 """
 
@@ -251,6 +265,10 @@ def main() -> int:
     results["send"] = sending(clean_10k)
     results["latency"] = latency_bound(clean_10k)
     results["memory"] = memory(dirty_10k, dirty_2m, results["send_seconds"])
+    log("memory: one huge line")
+    results["lines"] = lines.measure_lines(200, DATA)
+    log("journal of deliveries")
+    results["journal"] = journal.measure(DATA)
     RESULTS.write_text(report(results, time.perf_counter() - started))
     chart(results)
     log(f"wrote {RESULTS} and {CHART} in {(time.perf_counter() - started) / 60:.1f} min")
