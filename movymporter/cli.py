@@ -138,8 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitStatus.USAGE
     except KeyboardInterrupt:
         # Second Ctrl-C: quit now, without waiting for the threads still in a request. The resume
-        # state is consistent (SQLite commits are atomic); rows whose answer was not recorded
-        # are sent again by the next run under the same idempotency keys.
+        # state is consistent (SQLite commits are atomic) and every 2xx is in a journal; rows whose
+        # answer had not come are sent again by the next run under the same idempotency keys.
         print("movymporter: interrupted at once; the next run resumes from the saved state", file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()

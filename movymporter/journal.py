@@ -52,6 +52,8 @@ class JournalWriter:
             self._fd = os.open(unnamed, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             os.rename(unnamed, self.path)
+            if sync:  # the journal's name must outlive a power loss as much as its entries
+                _sync_folder(directory)
         except OSError as error:
             raise _unwritable(directory, error) from None
 
@@ -98,25 +100,67 @@ class Journals:
             for _, stream in finished:
                 stream.close()
 
-    def _lines(self, finished: list[tuple[Path, BinaryIO]]) -> Iterator[int]:
+    def written_by_the_gone(self) -> Iterator[int]:
+        """The lines of the journals no writer holds any more (a sending process that died), read and kept."""
+        finished: list[tuple[Path, BinaryIO]] = []
+        try:
+            yield from self._lines(finished, only_finished=True)
+        finally:
+            for _, stream in finished:
+                stream.close()
+
+    def tidy(self) -> None:
+        """Remove the input's folder once it holds no journal (after a complete run)."""
+        with contextlib.suppress(OSError):
+            self.directory.rmdir()
+
+    def _lines(self, finished: list[tuple[Path, BinaryIO]], *, only_finished: bool = False) -> Iterator[int]:
         for path in sorted(self.directory.glob(f"*{SUFFIX}")):
             try:
                 stream = path.open("rb")
             except FileNotFoundError:
                 continue  # absorbed by another run meanwhile
-            try:
-                fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            except OSError as error:
+                raise _unreadable(path, error) from None
+            if not _lock(stream, path):
                 with stream:  # its writer is alive (a sending process of a killed run): read it, keep it
-                    yield from entries(stream.read)
+                    if not only_finished:
+                        yield from entries(stream.read)
                 continue
             finished.append((path, stream))
             yield from entries(stream.read)
 
     def forget(self) -> None:
-        """--fresh: what earlier runs delivered no longer counts, journals included."""
+        """--fresh: what earlier runs delivered no longer counts. A journal still being written (this run's own
+        workers, or those a killed run left) is left alone: its writer goes on with it."""
         for path in self.directory.glob(f"*{SUFFIX}"):
-            path.unlink(missing_ok=True)
+            try:
+                with path.open("rb") as stream:
+                    if _lock(stream, path):
+                        path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as error:
+                raise _unreadable(path, error) from None
+
+
+def _lock(stream: BinaryIO, path: Path) -> bool:
+    """Take the lock of a journal; False when its writer still holds it."""
+    try:
+        fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError as error:  # a file system without locks
+        raise _unreadable(path, error) from None
+    return True
+
+
+def _sync_folder(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def entries(read: Callable[[int], bytes]) -> Iterator[int]:
@@ -133,4 +177,11 @@ def _unwritable(directory: Path, error: OSError) -> ConfigError:
     return ConfigError(
         f"STATE_DIR: cannot keep the delivery journal in {directory} ({error.strerror or error}). "
         "Accepted: a directory you can write to."
+    )
+
+
+def _unreadable(path: Path, error: OSError) -> ConfigError:
+    return ConfigError(
+        f"STATE_DIR: cannot read the delivery journal {path} ({error.strerror or error}). "
+        "Accepted: a directory of journals this user can read and lock."
     )

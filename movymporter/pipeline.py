@@ -155,6 +155,8 @@ class Pipeline:
                 key = self._input_key()
                 if key is not None:
                     self._journals = Journals(settings.state_dir / JOURNALS / key)
+                    if settings.fresh:
+                        self._journals.forget()  # before the workers start theirs
                 processes = self._start_workers()
                 if processes is not None:
                     parts.enter_context(processes)
@@ -437,8 +439,6 @@ class Pipeline:
             fresh=settings.fresh,
             durable=settings.sync == "full",
         )
-        if settings.fresh and self._journals is not None:
-            self._journals.forget()
         self._absorb_journals(at_start=True)
         if state.resuming:
             log.info(
@@ -459,10 +459,12 @@ class Pipeline:
             log.info("an interrupted run journaled %d deliveries it had not saved yet: not sent again", found)
         elif found:
             log.warning(
-                "%d rows reported as not delivered were delivered after all (a lost sending process journaled "
-                "them): a re-run will not send them again",
+                "%d rows reported as not delivered were answered 201 after all (a request given up on, or a "
+                "sending process stopped): a re-run will not send them again",
                 found,
             )
+        if not at_start:
+            self._journals.tidy()
 
     def _stop(self, reason: str, *, halt: bool = True) -> None:
         """Stop reading; with `halt`, also cut retries short (the rows in flight end as not attempted)."""

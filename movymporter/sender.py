@@ -374,7 +374,11 @@ class Sender:
                     raise requests.exceptions.ReadTimeout("cut at the deadline")
                 response = answer
                 if on_delivered is not None and 200 <= answer.status_code < 300:
-                    on_delivered(outcome.delivery.line)
+                    try:
+                        on_delivered(outcome.delivery.line)
+                    except BaseException:
+                        self._halt.set()  # no more deliveries that could not be journaled: stop at once
+                        raise
             finally:
                 self.slots.release()
                 self._record(response, time.monotonic() - started)

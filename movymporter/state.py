@@ -7,7 +7,8 @@ bounded number are in flight, so the state of an input is:
 - the lines at or after it that were delivered out of order (a window, stored
   as ranges);
 - exceptions: the rare rows the sink refused (final, reported again from here)
-  or whose delivery failed (sent again by the next run).
+  or whose delivery failed (sent again by the next run, unless a journal says
+  the sink took them after all).
 
 A valid row below the watermark that is not an exception was delivered. Rows
 that are invalid or duplicates are not stored: reading the file again finds
@@ -186,6 +187,7 @@ class ResumeState:
                 found.add(line)
         if found:
             self.delivered_above = self.delivered_above | found
+            self.resuming = True
             self.save(force=True)
         return len(found)
 
@@ -201,20 +203,28 @@ class ResumeState:
         watermark = self._saved_watermark = max(self.watermark, min(unsettled))
         self._delivered_now = {line for line in self._delivered_now if line >= watermark}
         above = {line for line in self.delivered_above if line >= watermark} | self._delivered_now
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.execute(
-                "INSERT INTO inputs (input_key, path, url, watermark, delivered_above, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, datetime('now')) ON CONFLICT (input_key) DO UPDATE SET "
-                "path = excluded.path, watermark = excluded.watermark, "
-                "delivered_above = excluded.delivered_above, updated_at = excluded.updated_at",
-                (self._key, self._path, self._url, watermark, json.dumps(to_ranges(above))),
-            )
-            for line, entry in self._pending_exceptions.items():
-                if entry is None:
-                    self._db.execute("DELETE FROM exceptions WHERE input_key = ? AND line = ?", (self._key, line))
-                else:
-                    self._db.execute("INSERT OR REPLACE INTO exceptions VALUES (?, ?, ?, ?)", (self._key, line, *entry))
+        try:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.execute(
+                    "INSERT INTO inputs (input_key, path, url, watermark, delivered_above, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, datetime('now')) ON CONFLICT (input_key) DO UPDATE SET "
+                    "path = excluded.path, watermark = excluded.watermark, "
+                    "delivered_above = excluded.delivered_above, updated_at = excluded.updated_at",
+                    (self._key, self._path, self._url, watermark, json.dumps(to_ranges(above))),
+                )
+                for line, entry in self._pending_exceptions.items():
+                    if entry is None:
+                        self._db.execute("DELETE FROM exceptions WHERE input_key = ? AND line = ?", (self._key, line))
+                    else:
+                        self._db.execute(
+                            "INSERT OR REPLACE INTO exceptions VALUES (?, ?, ?, ?)", (self._key, line, *entry)
+                        )
+        except sqlite3.Error as error:  # a full disk: what was delivered is still in the journals
+            raise ConfigError(
+                f"STATE_DIR: cannot save the resume state ({error}); the delivery journals still hold what was "
+                "delivered. Accepted: a directory with room to write."
+            ) from None
         for line, entry in self._pending_exceptions.items():
             if entry is None:
                 self.exceptions.pop(line, None)

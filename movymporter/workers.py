@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
+from movymporter.errors import MovymporterError
 from movymporter.journal import Journals
 from movymporter.pool import supervise, threads_for
 from movymporter.sender import Delivery, Outcome, Sender, SinkHealth, Verdict
@@ -41,6 +42,9 @@ from movymporter.settings import Settings
 
 FAILED = "failed"
 """Worker to main: (FAILED, a traceback): a thread of the worker hit an unexpected error."""
+REFUSED = "refused"
+"""Worker to main: (REFUSED, a MovymporterError): the worker cannot go on for a reason the user can mend (its
+journal cannot be written, say); the main process raises it, as if it had met it itself."""
 LOG = "log"
 """Worker to main: (LOG, level, logger name, message): a log record for the main process to write."""
 DONE = "done"
@@ -210,6 +214,8 @@ class ProcessWorkers:
                     _, level, name, text = message
                     logging.getLogger(name).log(level, "%s: %s", process.name, text)
                     continue
+                if isinstance(message, tuple) and message[0] == REFUSED:
+                    raise message[1]
                 if isinstance(message, tuple) and message[0] == FAILED:
                     raise WorkerFailed(f"{process.name} failed:\n{message[1]}")
                 if isinstance(message, tuple) and message[0] == DONE:
@@ -240,17 +246,28 @@ class ProcessWorkers:
                 self._on_outcome(outcome)
 
     def _lost(self, process: Any, sent: set[int]) -> None:
-        """A worker died (killed, out of memory) or ended early: its rows end as not delivered, the run stops."""
+        """A worker died (killed, out of memory) or ended early: its rows end as not delivered, but for those its
+        journal says the sink took; the run stops."""
         process.join(1)
         with self.lock:
             if self._closed:
                 return
             why = f"the sending process {process.name} ended unexpectedly (exit code {process.exitcode})"
+            for line in sorted(self._journaled(sent)):
+                delivery = self.unfinished.pop(line)
+                sent.discard(line)
+                self._on_outcome(Outcome(delivery, Verdict.DELIVERED, status=201, attempts=1, statuses=[201]))
             for line in sorted(sent):
                 delivery = self.unfinished.pop(line)
                 self._on_outcome(Outcome(delivery, Verdict.ABORTED, f"not delivered: {why}; the sink may have it"))
             sent.clear()
             self._on_lost(why)
+
+    def _journaled(self, lines: set[int]) -> set[int]:
+        """Which of these rows a dead worker's journal holds (it is complete now: no writer holds it any more)."""
+        if self._journals is None or not lines:
+            return set()
+        return {line for line in self._journals.written_by_the_gone() if line in lines}
 
 
 class _ToMainProcess(logging.Handler):
@@ -303,7 +320,12 @@ def serve(settings: Settings, connection: Connection, not_ours: list[Connection]
     root.setLevel(settings.log_level)  # a spawned worker starts without the main process's configuration
     halt = threading.Event()
     sender = Sender(settings, halt=halt)
-    journal = journals.writer(sync=settings.sync == "full") if journals is not None else None
+    try:
+        journal = journals.writer(sync=settings.sync == "full") if journals is not None else None
+    except MovymporterError as error:
+        with contextlib.suppress(OSError):
+            connection.send((REFUSED, error))
+        return
     deliver = functools.partial(sender.deliver, on_delivered=journal.delivered if journal is not None else None)
     threads = threads_for(settings.concurrency)
     inbox: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
@@ -349,6 +371,10 @@ def serve(settings: Settings, connection: Connection, not_ours: list[Connection]
     def work() -> None:
         try:
             deliver_all()
+        except MovymporterError as error:  # the main process says it, as for an error of its own
+            halt.set()
+            with reply_lock, contextlib.suppress(OSError):
+                connection.send((REFUSED, error))
         except BaseException:  # noqa: BLE001 - a bug: the main process stops the run and shows it
             halt.set()
             with reply_lock, contextlib.suppress(OSError):

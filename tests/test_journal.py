@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import multiprocessing
 import os
+import signal
 import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pytest
 import responses
 
-from movymporter import journal
+from movymporter import journal, pipeline
 from movymporter.errors import ConfigError
-from movymporter.journal import SUFFIX, Journals, entries
+from movymporter.journal import SUFFIX, Journals, JournalWriter, entries
+from movymporter.pipeline import JOURNALS
 from movymporter.sender import Delivery, Sender, Verdict
 from movymporter.settings import Settings
+from movymporter.status import ExitStatus
+from tests.conftest import RunningSink, after_delivered, assert_accounted, read_csv, write_films
 
 URL = "http://sink.test/movies"
 
@@ -133,14 +140,21 @@ def test_an_error_in_the_block_keeps_the_files(tmp_path: Path) -> None:
     assert absorbed(journals) == [1]
 
 
-def test_forget_drops_every_journal(tmp_path: Path) -> None:
-    """--fresh: what earlier runs journaled does not count any more."""
+def test_forget_drops_the_journals_of_earlier_runs_only(tmp_path: Path) -> None:
+    """--fresh: what earlier runs journaled does not count any more; a journal still being written (this run's own
+    workers started first) is its writer's."""
     journals = Journals(tmp_path / "journal")
-    journals.writer().delivered(1)
+    earlier = journals.writer()
+    earlier.delivered(1)
+    earlier.close()
+    alive = journals.writer()
+    alive.delivered(2)
 
     journals.forget()
 
-    assert absorbed(journals) == []
+    assert journal_files(journals) == [alive.path]
+    alive.close()
+    assert absorbed(journals) == [2]
 
 
 def test_a_folder_that_cannot_be_made_is_a_config_error(tmp_path: Path) -> None:
@@ -184,3 +198,100 @@ def test_a_delivery_is_journaled_while_its_request_slot_is_held(
     assert outcome.verdict is verdict
     assert absorbed(journals) == journaled
     assert slots_free_when_journaled == [False] * len(journaled)
+
+
+# --- journals in whole runs -------------------------------------------------------------------------------------
+
+
+def journal_entries(state_dir: Path) -> int:
+    """Deliveries in the journals of a run's state so far."""
+    return sum(path.read_bytes().count(b"\n") for path in (state_dir / JOURNALS).glob(f"*/*{SUFFIX}"))
+
+
+@pytest.mark.parametrize("fresh", [False, True], ids=["resuming", "fresh"])
+@pytest.mark.parametrize("workers", [1, 2], ids=["threads", "worker-processes"])
+def test_every_delivery_is_in_a_journal_while_the_run_goes_on(
+    start_sink: Callable[..., RunningSink],
+    tmp_path: Path,
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    fresh: bool,
+    workers: int,
+) -> None:
+    """When the run hears of its 30th delivery, the journals on disk hold at least 30: a kill now loses none.
+    --fresh forgets earlier journals, never those this run's workers have just begun."""
+    sink = start_sink(failure_rate=0, latency_ms=5)
+    settings = make_settings(
+        csv_in=write_films(tmp_path, 200), url_out=sink.movies_url, concurrency=4, workers=workers, fresh=fresh
+    )
+    seen: list[int] = []
+    after_delivered(monkeypatch, 30, lambda: seen.append(journal_entries(settings.state_dir)))
+
+    result = pipeline.run(settings)
+
+    assert result.summary["delivered"] == 200
+    assert len(seen) == 1
+    assert seen[0] >= 30
+    assert not (settings.state_dir / JOURNALS).exists() or journal_entries(settings.state_dir) == 0
+
+
+FIRST_WORKER = "movymporter-worker-0"
+
+
+def test_a_lost_worker_s_journaled_rows_count_as_delivered(
+    start_sink: Callable[..., RunningSink],
+    tmp_path: Path,
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker killed with outcomes still on their way: the rows its journal holds are delivered, not listed as
+    'not delivered' for a human to send again; only its requests in flight may have reached the sink unnoticed."""
+    sink = start_sink(failure_rate=0, latency_ms=10, idempotency="off")
+    settings = make_settings(csv_in=write_films(tmp_path, 600), url_out=sink.movies_url, concurrency=8, workers=2)
+    send = Connection.send
+
+    def first_worker_s_outcomes_never_arrive(self: Connection, message: object) -> None:
+        if multiprocessing.current_process().name == FIRST_WORKER and isinstance(message, list):
+            return  # its journal has them, the importer does not: what a kill between the two leaves
+        send(self, message)
+
+    def kill_the_first_worker() -> None:
+        [worker] = [child for child in multiprocessing.active_children() if child.name == FIRST_WORKER]
+        os.kill(worker.pid, signal.SIGKILL)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Connection, "send", first_worker_s_outcomes_never_arrive)
+    after_delivered(monkeypatch, 100, kill_the_first_worker)
+    result = pipeline.run(settings)
+
+    assert result.exit_status is ExitStatus.STOPPED
+    assert_accounted(result.summary)
+    stored = {film["title"] for film in sink.stored()}
+    listed = [row[3] for row in read_csv(settings.report_dir / "rejected.csv")[1:] if row[1] == "delivery"]
+    assert len(listed) == result.summary["not_attempted"]
+    assert len(stored & set(listed)) <= 4, "rows a dead worker had journaled were reported as not delivered"
+    assert result.summary["delivered"] == len(stored) - len(stored & set(listed))
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["threads", "worker-processes"])
+def test_a_journal_that_cannot_be_written_stops_the_run_with_a_clear_error(
+    reliable_sink: RunningSink,
+    tmp_path: Path,
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    workers: int,
+) -> None:
+    """A full disk under STATE_DIR is the user's to mend: a ConfigError naming STATE_DIR, from a worker process
+    too, not a traceback."""
+    written = 0
+
+    def fills_up(self: JournalWriter, line: int) -> None:
+        nonlocal written
+        written += 1
+        if written > 5:
+            raise journal._unwritable(self.path.parent, OSError(errno.ENOSPC, "No space left on device"))
+
+    monkeypatch.setattr(JournalWriter, "delivered", fills_up)
+    settings = make_settings(csv_in=write_films(tmp_path, 100), url_out=reliable_sink.movies_url, workers=workers)
+
+    with pytest.raises(ConfigError, match=r"STATE_DIR.*No space left on device"):
+        pipeline.run(settings)
