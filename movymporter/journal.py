@@ -35,7 +35,7 @@ from typing import BinaryIO
 from movymporter.errors import ConfigError
 
 SUFFIX = ".journal"
-_READ_BYTES = 1 << 20
+_READ_BYTES = 1 << 16
 
 
 class JournalWriter:
