@@ -115,14 +115,8 @@ class Journals:
             self.directory.rmdir()
 
     def _lines(self, finished: list[tuple[Path, BinaryIO]], *, only_finished: bool = False) -> Iterator[int]:
-        for path in sorted(self.directory.glob(f"*{SUFFIX}")):
-            try:
-                stream = path.open("rb")
-            except FileNotFoundError:
-                continue  # absorbed by another run meanwhile
-            except OSError as error:
-                raise _unreadable(path, error) from None
-            if not _lock(stream, path):
+        for path, stream, locked in self._opened():
+            if not locked:
                 with stream:  # its writer is alive (a sending process of a killed run): read it, keep it
                     if not only_finished:
                         yield from entries(stream.read)
@@ -133,26 +127,29 @@ class Journals:
     def forget(self) -> None:
         """--fresh: what earlier runs delivered no longer counts. A journal still being written (this run's own
         workers, or those a killed run left) is left alone: its writer goes on with it."""
-        for path in self.directory.glob(f"*{SUFFIX}"):
+        for path, stream, locked in self._opened():
+            with stream:
+                if locked:
+                    path.unlink()
+
+    def _opened(self) -> Iterator[tuple[Path, BinaryIO, bool]]:
+        """Each journal, open, and whether we took its lock (we did unless its writer still holds it)."""
+        for path in sorted(self.directory.glob(f"*{SUFFIX}")):
             try:
-                with path.open("rb") as stream:
-                    if _lock(stream, path):
-                        path.unlink()
+                stream = path.open("rb")
             except FileNotFoundError:
-                continue
+                continue  # absorbed by another run meanwhile
             except OSError as error:
                 raise _unreadable(path, error) from None
-
-
-def _lock(stream: BinaryIO, path: Path) -> bool:
-    """Take the lock of a journal; False when its writer still holds it."""
-    try:
-        fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    except OSError as error:  # a file system without locks
-        raise _unreadable(path, error) from None
-    return True
+            try:
+                fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield path, stream, False
+                continue
+            except OSError as error:  # a file system without locks
+                stream.close()
+                raise _unreadable(path, error) from None
+            yield path, stream, True
 
 
 def _sync_folder(directory: Path) -> None:

@@ -191,7 +191,7 @@ class Pipeline:
                 if unread is None:
                     self.state.read_past(source.lines_read + 1)
                 self.state.save(force=True)
-                self._absorb_journals(at_start=False)
+                self._absorb_journals(self.state, at_start=False)
             self.tally.blank = source.blank_lines
             summary = self._summary(self._reconcile(before), unread)
             self._reports.finish(summary)
@@ -431,15 +431,15 @@ class Pipeline:
     def _open_state(self, key: str) -> ResumeState:
         """The resume state of this input, with what the journals of a killed run add to it."""
         settings = self.settings
-        state = self.state = ResumeState(
+        state = ResumeState(
             settings.state_dir / STATE_FILE,
             key,
             path=self.path,
             url=settings.url_out,
             fresh=settings.fresh,
-            durable=settings.sync == "full",
+            durable=settings.durable,
         )
-        self._absorb_journals(at_start=True)
+        self._absorb_journals(state, at_start=True)
         if state.resuming:
             log.info(
                 "resuming: an earlier run settled the rows before line %d%s; not sent again (--fresh sends all)",
@@ -448,13 +448,13 @@ class Pipeline:
             )
         return state
 
-    def _absorb_journals(self, *, at_start: bool) -> None:
+    def _absorb_journals(self, state: ResumeState, *, at_start: bool) -> None:
         """Fold into the state the deliveries it does not know of: those of a killed run (at the start), or of a
         sending process lost during this run (at the end), whose rows were then reported as not delivered."""
-        if self.state is None or self._journals is None:
+        if self._journals is None:
             return
         with self._journals.absorbing() as lines:
-            found = self.state.absorb(lines)
+            found = state.absorb(lines)
         if found and at_start:
             log.info("an interrupted run journaled %d deliveries it had not saved yet: not sent again", found)
         elif found:
@@ -499,7 +499,7 @@ class Pipeline:
         settings = self.settings
         deliver, journal = self._sender.deliver, None
         if processes is None and self._journals is not None:
-            journal = self._journals.writer(sync=settings.sync == "full")
+            journal = self._journals.writer(sync=settings.durable)
             deliver = functools.partial(deliver, on_delivered=journal.delivered)
         workers = processes or DeliveryWorkers(
             deliver,

@@ -62,10 +62,14 @@ def keep_bytes_or_escape(error: UnicodeError) -> tuple[str | bytes, int]:
 codecs.register_error("movymporter-report", keep_bytes_or_escape)
 
 
+def is_utf8(encoding: str) -> bool:
+    """Whether reports in this encoding are UTF-8, and so start with a byte-order mark."""
+    return codecs.lookup(encoding).name in ("utf-8", "utf-8-sig")
+
+
 def describe_encoding(encoding: str) -> str:
     """An encoding as the summary names it."""
-    name = codecs.lookup(encoding).name
-    return {"utf-8-sig": "UTF-8 with a byte-order mark", "utf-8": "UTF-8 with a byte-order mark"}.get(name, name)
+    return "UTF-8 with a byte-order mark" if is_utf8(encoding) else codecs.lookup(encoding).name
 
 
 class Reports:
@@ -76,7 +80,7 @@ class Reports:
         # UTF-8 reports get a byte-order mark: spreadsheets then open them as UTF-8, and a report whose only
         # non-ASCII bytes are the invalid ones is still read back as UTF-8 when it is imported again. The mark
         # is written by hand: a file opened as utf-8-sig encodes every write in Python, plain utf-8 in C.
-        self._mark = "\ufeff" if codecs.lookup(encoding).name in ("utf-8", "utf-8-sig") else ""
+        self._mark = "\ufeff" if is_utf8(encoding) else ""
         self._encoding = "utf-8" if self._mark else encoding
         try:
             directory.mkdir(parents=True, exist_ok=True)

@@ -242,6 +242,11 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def durable(self) -> bool:
+        """SYNC=full: each journal entry and state save is on the disk before the run goes on."""
+        return self.sync == "full"
+
+    @property
     def metrics_endpoint(self) -> str:
         """The sink's /metrics: METRICS_URL, or the origin of URL_OUT."""
         if self.metrics_url:

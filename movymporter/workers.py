@@ -321,7 +321,7 @@ def serve(settings: Settings, connection: Connection, not_ours: list[Connection]
     halt = threading.Event()
     sender = Sender(settings, halt=halt)
     try:
-        journal = journals.writer(sync=settings.sync == "full") if journals is not None else None
+        journal = journals.writer(sync=settings.durable) if journals is not None else None
     except MovymporterError as error:
         with contextlib.suppress(OSError):
             connection.send((REFUSED, error))

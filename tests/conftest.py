@@ -8,6 +8,7 @@ generous enough for a machine that is busy with other work.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -31,6 +32,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.generate import Expected, write
 from movymporter import pipeline
+from movymporter.journal import SUFFIX
+from movymporter.pipeline import JOURNALS
 from movymporter.sender import Outcome, Verdict
 from movymporter.settings import Settings
 
@@ -412,6 +415,15 @@ def write_films(folder: Path, count: int, header: str = "title,year") -> Path:
     path = folder / "films.csv"
     path.write_text(header + "\n" + "".join(f"Film {n},2000\n" for n in range(count)))
     return path
+
+
+def journal_entries(state_dir: Path) -> int:
+    """Deliveries in the journals under a run's STATE_DIR so far (a journal folded in meanwhile counts none)."""
+    count = 0
+    for path in (state_dir / JOURNALS).glob(f"*/*{SUFFIX}"):
+        with contextlib.suppress(FileNotFoundError):
+            count += path.read_bytes().count(b"\n")
+    return count
 
 
 def read_csv(path: Path, *, delimiter: str = ",", encoding: str = "utf-8-sig") -> list[list[str]]:

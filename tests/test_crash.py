@@ -10,7 +10,6 @@ hold every film of the file, and no more than CONCURRENCY of them twice.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import signal
@@ -24,11 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from movymporter.journal import SUFFIX
-from movymporter.pipeline import JOURNALS
 from movymporter.settings import Settings
 from movymporter.status import ExitStatus
-from tests.conftest import ROOT, RunningSink
+from tests.conftest import ROOT, RunningSink, journal_entries
 
 CONCURRENCY = 8
 ROWS = 600
@@ -53,15 +50,6 @@ def trials() -> list[Trial]:
         workers = 1 if number < TRIALS else 2
         made.append(Trial(number, workers, workers > 1 and number % 2 == 0, rng.randint(1, ROWS // 4)))
     return made
-
-
-def journaled(state_dir: Path) -> int:
-    """Deliveries in the journals of this trial's state so far."""
-    count = 0
-    for path in (state_dir / JOURNALS).glob(f"*/*{SUFFIX}"):
-        with contextlib.suppress(FileNotFoundError):  # absorbed meanwhile
-            count += path.read_bytes().count(b"\n")
-    return count
 
 
 def wait_until(condition: Callable[[], bool], process: subprocess.Popen[bytes], what: str) -> None:
@@ -108,7 +96,8 @@ def run_trial(trial: Trial, sink: RunningSink, folder: Path) -> str:
 
     first = launch()
     try:
-        wait_until(lambda: journaled(folder / ".state") >= trial.kill_after, first, f"{trial.kill_after} deliveries")
+        state_dir = folder / ".state"
+        wait_until(lambda: journal_entries(state_dir) >= trial.kill_after, first, f"{trial.kill_after} deliveries")
         if trial.kill_group:
             os.killpg(first.pid, signal.SIGKILL)
         else:
@@ -141,4 +130,5 @@ def test_kill_9_at_random_moments_loses_nothing_and_resends_at_most_the_requests
         lost = copies.count(0)
         twice = sum(count - 1 for count in copies if count > 1)
         assert (lost, twice <= CONCURRENCY) == (0, True), f"{trial}: {lost} lost, {twice} stored twice"
-        assert journaled(tmp_path / str(trial.number) / ".state") == 0, "the journals were not folded into the state"
+        folded = journal_entries(tmp_path / str(trial.number) / ".state") == 0
+        assert folded, "the journals were not folded into the state"

@@ -22,7 +22,7 @@ from movymporter.pipeline import JOURNALS
 from movymporter.sender import Delivery, Sender, Verdict
 from movymporter.settings import Settings
 from movymporter.status import ExitStatus
-from tests.conftest import RunningSink, after_delivered, assert_accounted, read_csv, write_films
+from tests.conftest import RunningSink, after_delivered, assert_accounted, journal_entries, read_csv, write_films
 
 URL = "http://sink.test/movies"
 
@@ -201,11 +201,6 @@ def test_a_delivery_is_journaled_while_its_request_slot_is_held(
 
 
 # --- journals in whole runs -------------------------------------------------------------------------------------
-
-
-def journal_entries(state_dir: Path) -> int:
-    """Deliveries in the journals of a run's state so far."""
-    return sum(path.read_bytes().count(b"\n") for path in (state_dir / JOURNALS).glob(f"*/*{SUFFIX}"))
 
 
 @pytest.mark.parametrize("fresh", [False, True], ids=["resuming", "fresh"])
