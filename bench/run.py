@@ -1,5 +1,7 @@
 """`make bench`: measure the importer and the sink, write bench/RESULTS.md and bench/results.png.
 
+RESULTS.md is this run's figures, then a hand-written "## History" section, which is kept as it is.
+
 Every figure is the median of several runs; a ratio between two programs is
 computed within each pair of runs made one after the other, then the median
 of the ratios is taken. Targets are those of SPEC section 6.
@@ -10,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -27,6 +30,8 @@ from bench.measure import run_importer, run_naive
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "out"
 RESULTS = HERE / "RESULTS.md"
+HISTORY = re.compile(r"^## History[ \t]*$", re.MULTILINE)
+"""The heading of RESULTS.md's hand-written part: a run rewrites what is above it and keeps the rest."""
 CHART = HERE / "results.png"
 RUNS = 3
 
@@ -223,6 +228,14 @@ How each figure is made (see `bench/run.py`):
 """
 
 
+def write_results(figures: str, path: Path = RESULTS) -> None:
+    """Write this run's figures to `path`, followed by the History section it already had (if any), unchanged."""
+    old = path.read_text() if path.exists() else ""
+    heading = HISTORY.search(old)
+    history = "\n" + old[heading.start() :] if heading else ""
+    path.write_text(figures.rstrip("\n") + "\n" + history)
+
+
 def chart(results: dict[str, Any]) -> None:
     import matplotlib
 
@@ -269,10 +282,11 @@ def main() -> int:
     results["lines"] = lines.measure_lines(200, DATA)
     log("journal of deliveries")
     results["journal"] = journal.measure(DATA)
-    RESULTS.write_text(report(results, time.perf_counter() - started))
+    figures = report(results, time.perf_counter() - started)
+    write_results(figures)
     chart(results)
     log(f"wrote {RESULTS} and {CHART} in {(time.perf_counter() - started) / 60:.1f} min")
-    print(RESULTS.read_text())
+    print(figures)
     return 0
 
 

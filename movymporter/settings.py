@@ -70,6 +70,18 @@ class Settings(BaseSettings):
         ge=1,
         le=32,
     )
+    engine: Literal["local", "dask"] = setting(
+        "local",
+        help="what sends: local = this machine (threads or WORKERS processes), dask = a Dask cluster",
+        accepted="local or dask",
+        flag="--engine NAME",
+    )
+    dask_scheduler: str | None = setting(
+        None,
+        help="with --engine dask: the scheduler of a running cluster; default: start a local one",
+        accepted="a Dask scheduler address such as tcp://10.0.0.5:8786; empty means start a LocalCluster",
+        flag="--scheduler ADDRESS",
+    )
     adaptive: bool = setting(
         False,
         help=(
@@ -132,6 +144,11 @@ class Settings(BaseSettings):
         False, help="ignore what earlier runs of this file delivered; send every row", accepted="true or false",
         flag="--fresh",
     )  # fmt: skip
+    fast_path: bool = setting(
+        True,
+        help="recognise plainly valid rows without the pydantic model (same results, faster); false = model only",
+        accepted="true or false",
+    )
     backoff_initial: float = setting(
         0.05, help="the first retry waits up to this many seconds", accepted="a number of seconds, 0 or more", ge=0
     )
@@ -229,7 +246,7 @@ class Settings(BaseSettings):
             return INPUT_ENCODING
         return cls._encoding(value) or "utf-8-sig"
 
-    @field_validator("csv_in", "ca_bundle", "auth_token", mode="before")
+    @field_validator("csv_in", "ca_bundle", "auth_token", "dask_scheduler", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value

@@ -31,10 +31,9 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.generate import Expected, write
-from movymporter import pipeline
+from movymporter.delivery.outcome import Outcome, Verdict
 from movymporter.journal import SUFFIX
-from movymporter.pipeline import JOURNALS
-from movymporter.sender import Outcome, Verdict
+from movymporter.sending import JOURNALS
 from movymporter.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,26 +98,24 @@ class SharedEvent:
         return bool(readable)
 
 
-def after_delivered(monkeypatch: pytest.MonkeyPatch, count: int, action: Callable[[], None]) -> threading.Event:
-    """Run `action` inside the run, right after it has recorded its `count`-th delivered row (threads or worker
-    processes alike: outcomes are recorded in the importer's own process), so the run is still going by
-    construction. Once in the test: deliveries of later runs count on from there. Returns an event set once
-    `action` has run."""
-    record = pipeline.Pipeline._on_outcome
-    delivered = 0
-    done = threading.Event()
+class AfterDelivered:
+    """An `on_outcome` observer for `pipeline.run` that runs `action` inside the run, right after it has counted
+    its `count`-th delivered row (threads, worker processes or a cluster alike: outcomes are counted in the
+    importer's own process), so the run is still going by construction. Given to several runs, it counts on
+    from one to the next; `done` is set once `action` has run."""
 
-    def on_outcome(self: pipeline.Pipeline, outcome: Outcome) -> None:
-        nonlocal delivered
-        record(self, outcome)
+    def __init__(self, count: int, action: Callable[[], None]) -> None:
+        self._count = count
+        self._action = action
+        self._delivered = 0
+        self.done = threading.Event()
+
+    def __call__(self, outcome: Outcome) -> None:
         if outcome.verdict is Verdict.DELIVERED:
-            delivered += 1
-            if delivered == count:
-                action()
-                done.set()
-
-    monkeypatch.setattr(pipeline.Pipeline, "_on_outcome", on_outcome)
-    return done
+            self._delivered += 1
+            if self._delivered == self._count:
+                self._action()
+                self.done.set()
 
 
 @dataclass

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from movymporter.cli import build_parser, main
+from movymporter.settings import Settings
 from movymporter.status import ExitStatus
 from tests.conftest import ROOT, Relay, RunningSink, child_pids, is_running, wait_for_log, wait_until, write_films
 
@@ -203,13 +204,15 @@ def test_version() -> None:
 
 
 def test_every_option_has_help_and_is_in_the_readme() -> None:
-    """The --help text and the README agree: each flag is documented in both."""
+    """The --help text and the README agree: each flag is documented in both, and the README names every setting."""
     readme = (ROOT / "README.md").read_text()
     for action in build_parser()._actions:
         for flag in action.option_strings:
             if flag.startswith("--"):
                 assert action.help, flag
                 assert f"`{flag}" in readme, f"{flag} is missing from README.md"
+    for name in Settings.model_fields:
+        assert f"`{name.upper()}`" in readme, f"the setting {name.upper()} is missing from README.md"
 
 
 @pytest.mark.slow

@@ -14,7 +14,6 @@ so a change that quietly sends every row to pydantic fails too.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,13 +24,17 @@ from hypothesis import strategies as st
 
 from bench.generate import write
 from movymporter import pipeline
+from movymporter.fields import FILM, TEXT, TEXT_RULE, Field
 from movymporter.report import DUPLICATES, REJECTED
-from movymporter.schema import FIELDS, Contract, Movie, PlainKeys, digits_between, plain_body, record_key, to_json
+from movymporter.schema import FIELDS, Contract, Movie, PlainKeys, Problem, plain_body, record_key, terms_of, to_json
 from movymporter.settings import Settings
 from tests.conftest import examples
 
 MAX_YEAR = 2026
 CONTRACT = Contract(max_year=MAX_YEAR)
+MODEL_ONLY = Contract(max_year=MAX_YEAR, fast_path=False)
+"""The same contract with the fast path off: every row goes to the model, which is what the fast path must agree
+with."""
 ALL_COLUMNS = {name: index for index, name in enumerate(FIELDS)}
 PLAIN_ROW = {
     "year": "1943",
@@ -128,32 +131,54 @@ def agrees_with_the_model(key: str | None, values: dict[str, str]) -> bool:
     return isinstance(result, Movie) and key == record_key(result) and plain_body(key) == to_json(result)
 
 
+Judged = tuple[str | None, bytes | None, list[Problem] | None]
+
+
+def judged(contract: Contract, positions: Mapping[str, int], cells: list[str], values: dict[str, str]) -> Judged:
+    """What a run makes of a row, as the pipeline asks: the key and body from the fast path, or else from the
+    model, or the model's problems."""
+    key = contract.plain_key(positions, len(cells))(cells)
+    if key is not None:
+        return key, plain_body(key), None
+    result = contract.validate(values)
+    if isinstance(result, list):
+        return None, None, result
+    return record_key(result), to_json(result), None
+
+
 @PROPERTY
 @given(layouts())
 @example(({**ALL_COLUMNS}, list(PLAIN_ROW.values()), dict(PLAIN_ROW)))
 def test_the_fast_path_gives_the_models_key_or_none(layout: tuple[dict[str, int], list[str], dict[str, str]]) -> None:
     """Whenever plain_key answers, the model accepts the same row, record_key gives the same key, and
-    plain_body of it is the very bytes to_json gives."""
+    plain_body of it is the very bytes to_json gives; so a row gets the same key, body or problems with the
+    fast path on and off."""
     positions, cells, values = layout
     key = CONTRACT.plain_key(positions, len(cells))(cells)
     assert CONTRACT.plain_key(positions)(cells) == key, "knowing the row's width changed the answer"
     event("fast path" if key is not None else "left to the model")
     assert agrees_with_the_model(key, values)
+    assert MODEL_ONLY.plain_key(positions, len(cells))(cells) is None
+    assert judged(CONTRACT, positions, cells, values) == judged(MODEL_ONLY, positions, cells, values)
 
 
 def test_every_edge_case_in_a_plain_row_gets_the_models_key_or_none() -> None:
     """Each edge case of each field, alone or glued to a plain value, in an otherwise plain row: the property
-    above, checked exhaustively on the cases most likely to break it."""
+    above, with the fast path on and off, checked exhaustively on the cases most likely to break it."""
     plain_key = CONTRACT.plain_key(ALL_COLUMNS, len(FIELDS))
-    wrong = []
+    wrong, differ = [], []
     for name in FIELDS:
         plains = PLAIN_VALUES[name]
         for edge in {*EDGES.get(name, ()), *TEXT_EDGES, *NUMBER_EDGES}:
             for value in (edge, *(plain + edge for plain in plains), *(edge + plain for plain in plains)):
                 row = {**PLAIN_ROW, name: value}
-                if not agrees_with_the_model(plain_key(list(row.values())), row):
+                cells = list(row.values())
+                if not agrees_with_the_model(plain_key(cells), row):
                     wrong.append((name, value))
+                if judged(CONTRACT, ALL_COLUMNS, cells, row) != judged(MODEL_ONLY, ALL_COLUMNS, cells, row):
+                    differ.append((name, value))
     assert wrong == []
+    assert differ == []
 
 
 NEAR_TEXT = st.text(alphabet='a"\\ é', max_size=3)
@@ -188,7 +213,7 @@ def near_films(draw: st.DrawFn) -> tuple[dict[str, str], dict[str, str]]:
 def test_record_keys_are_equal_exactly_when_bodies_are(films: tuple[dict[str, str], dict[str, str]]) -> None:
     """Two films have the same record_key if and only if to_json gives them the same body: the key neither
     merges different records (a quote or backslash in a text cannot shift a value into the next one) nor
-    tells the same record apart."""
+    tells the same record apart; and the fast path, where it takes either, gives the same keys."""
     first, second = films
     one, other = (CONTRACT.validate(values) for values in (first, second))
     assert isinstance(one, Movie), one
@@ -196,6 +221,9 @@ def test_record_keys_are_equal_exactly_when_bodies_are(films: tuple[dict[str, st
     same = to_json(one) == to_json(other)
     event("same record" if same else "different records")
     assert (record_key(one) == record_key(other)) is same
+    for values in (first, second):
+        cells = list(values.values())
+        assert judged(CONTRACT, ALL_COLUMNS, cells, values) == judged(MODEL_ONLY, ALL_COLUMNS, cells, values)
 
 
 @pytest.mark.parametrize(
@@ -291,29 +319,32 @@ def test_absent_columns_are_sent_empty() -> None:
     assert plain_body(key) == to_json(Movie.model_validate({"title": "Heat", "year": "1995"}))
 
 
+@pytest.mark.parametrize("width", [len(FIELDS), None], ids=["width-known", "width-unknown"])
+def test_with_the_fast_path_off_every_row_is_left_to_the_model(width: int | None) -> None:
+    """Contract(fast_path=False) answers None for every row, the plainest included, and for a generator of rows
+    as for a list."""
+    plain = [list(PLAIN_ROW.values()), list({**PLAIN_ROW, "awards": "no", "length": "1.50"}.values())]
+    rows = [*plain, ["x"] * len(FIELDS)]
+    assert None not in CONTRACT.plain_keys(ALL_COLUMNS, width)(plain), "with the fast path on, the rows take it"
+    assert MODEL_ONLY.plain_keys(ALL_COLUMNS, width)(rows) == [None, None, None]
+    assert MODEL_ONLY.plain_keys(ALL_COLUMNS, width)(row for row in rows) == [None, None, None]
+    assert MODEL_ONLY.plain_key(ALL_COLUMNS, width)(rows[0]) is None
+
+
+def test_a_plain_form_with_a_group_needs_a_rule_to_spell_it() -> None:
+    """A group in a plain form means the key spells the cell as the field's PlainValidator makes it: a field
+    without one (or a form with two groups) is refused when the fast path is made, not at the first such row."""
+    grouped = Field("country", TEXT, (TEXT_RULE,), r"(FR|DE)|", "")
+    contract = Contract(max_year=MAX_YEAR, terms=terms_of((*FILM, grouped)))
+    with pytest.raises(ValueError, match="country must hold one group at most, and then a PlainValidator"):
+        contract.plain_keys({"title": 0, "year": 1})
+
+
 def test_the_year_limit_is_the_contracts() -> None:
     """The fast path refuses a year after the contract's max_year, whatever the calendar says."""
     cells = list({**PLAIN_ROW, "year": "2020"}.values())
     assert Contract(max_year=2019).plain_key(ALL_COLUMNS)(cells) is None
     assert Contract(max_year=2020).plain_key(ALL_COLUMNS)(cells) is not None
-
-
-@pytest.mark.parametrize(
-    ("low", "high"),
-    [
-        pytest.param(1888, MAX_YEAR, id="the-years-of-cinema"),
-        pytest.param(1888, 1888, id="a-single-year"),
-        pytest.param(1888, 9999, id="up-to-the-last-four-digit-year"),
-        pytest.param(1900, 1999, id="a-whole-century"),
-        pytest.param(1888, 2000, id="ending-on-a-round-year"),
-        pytest.param(1999, 2001, id="across-a-millennium"),
-        pytest.param(2020, 2019, id="an-empty-range-matches-nothing"),
-    ],
-)
-def test_the_year_pattern_matches_exactly_the_range(low: int, high: int) -> None:
-    """digits_between's regex matches every 4-digit spelling from low to high and nothing else."""
-    pattern = re.compile(digits_between(low, high, 4))
-    assert [year for year in range(10_000) if pattern.fullmatch(f"{year:04d}")] == list(range(low, high + 1))
 
 
 # --- the pipeline with and without the fast path -------------------------------------------------
@@ -364,7 +395,11 @@ def test_a_dry_run_reports_the_same_with_and_without_the_fast_path(
 
     monkeypatch.setattr(Contract, "plain_keys", counted)
     fast = runs("fast")
-    monkeypatch.setattr(Contract, "plain_keys", lambda *layout: lambda rows: [None for _ in rows])
+    monkeypatch.setattr(
+        Contract,
+        "plain_keys",
+        lambda contract, *layout: plain_keys(Contract(contract.max_year, fast_path=False), *layout),
+    )
     slow = runs("model-only")
 
     assert fast == slow

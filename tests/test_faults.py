@@ -28,9 +28,9 @@ from movymporter.settings import Settings
 from movymporter.status import ExitStatus
 from tests.conftest import (
     ROOT,
+    AfterDelivered,
     Relay,
     RunningSink,
-    after_delivered,
     assert_accounted,
     child_pids,
     is_running,
@@ -98,10 +98,10 @@ def test_sink_killed_and_restarted_mid_run_the_run_waits_and_completes(
         sink.stop(signal.SIGKILL)
         restart.start()
 
-    killed = after_delivered(monkeypatch, 300, outage)
-    result = pipeline.run(settings)
+    killed = AfterDelivered(300, outage)
+    result = pipeline.run(settings, on_outcome=killed)
 
-    assert killed.is_set()
+    assert killed.done.is_set()
     restart.join()
     summary = result.summary
     assert result.exit_status is ExitStatus.ROWS_NOT_DELIVERED  # the file has invalid rows on purpose
@@ -126,11 +126,11 @@ def test_sink_killed_for_good_stops_the_run_and_a_rerun_resumes(
     sink = start_sink(failure_rate=0, latency_ms=10, seed=12)
     path, expected = generated(2000, seed=22, extras=True)
     settings = make_settings(csv_in=path, url_out=sink.movies_url, concurrency=concurrency, unreachable_after=1.5)
-    killed = after_delivered(monkeypatch, 300, lambda: sink.stop(signal.SIGKILL))
+    killed = AfterDelivered(300, lambda: sink.stop(signal.SIGKILL))
 
-    first = pipeline.run(settings)
+    first = pipeline.run(settings, on_outcome=killed)
 
-    assert killed.is_set()
+    assert killed.done.is_set()
     summary = first.summary
     assert first.exit_status is ExitStatus.STOPPED
     assert "gave no usable answer" in summary["stopped"]

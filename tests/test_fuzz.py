@@ -371,7 +371,7 @@ def check_accounting(data: bytes, path: Path, result: pipeline.RunResult, report
     # The same file read directly: header, type row, records and blank lines cover each line once.
     with CsvInput(path) as source:
         header_end = source.lines_read
-        records = list(source.records())
+        records = [record for chunk in source.chunks() for record in chunk.records()]
     covered = [*range(source.header_line, header_end + 1), *filter(None, [source.type_row_line])]
     for record in records:
         covered.extend(range(record.line, record.end_line + 1))

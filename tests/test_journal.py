@@ -16,13 +16,14 @@ import pytest
 import responses
 
 from movymporter import journal, pipeline
+from movymporter.delivery.outcome import Delivery, Verdict
+from movymporter.delivery.sender import Sender
 from movymporter.errors import ConfigError
 from movymporter.journal import SUFFIX, Journals, JournalWriter, entries
-from movymporter.pipeline import JOURNALS
-from movymporter.sender import Delivery, Sender, Verdict
+from movymporter.sending import JOURNALS
 from movymporter.settings import Settings
 from movymporter.status import ExitStatus
-from tests.conftest import RunningSink, after_delivered, assert_accounted, journal_entries, read_csv, write_films
+from tests.conftest import AfterDelivered, RunningSink, assert_accounted, journal_entries, read_csv, write_films
 
 URL = "http://sink.test/movies"
 
@@ -220,9 +221,9 @@ def test_every_delivery_is_in_a_journal_while_the_run_goes_on(
         csv_in=write_films(tmp_path, 200), url_out=sink.movies_url, concurrency=4, workers=workers, fresh=fresh
     )
     seen: list[int] = []
-    after_delivered(monkeypatch, 30, lambda: seen.append(journal_entries(settings.state_dir)))
+    observer = AfterDelivered(30, lambda: seen.append(journal_entries(settings.state_dir)))
 
-    result = pipeline.run(settings)
+    result = pipeline.run(settings, on_outcome=observer)
 
     assert result.summary["delivered"] == 200
     assert len(seen) == 1
@@ -255,8 +256,8 @@ def test_a_lost_worker_s_journaled_rows_count_as_delivered(
         os.kill(worker.pid, signal.SIGKILL)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Connection, "send", first_worker_s_outcomes_never_arrive)
-    after_delivered(monkeypatch, 100, kill_the_first_worker)
-    result = pipeline.run(settings)
+    observer = AfterDelivered(100, kill_the_first_worker)
+    result = pipeline.run(settings, on_outcome=observer)
 
     assert result.exit_status is ExitStatus.STOPPED
     assert_accounted(result.summary)

@@ -13,16 +13,17 @@ import pytest
 
 from bench.generate import Expected, write_sample
 from movymporter import pipeline
+from movymporter.delivery.outcome import Delivery, Outcome, Verdict
+from movymporter.delivery.sender import Sender
 from movymporter.report import Reports
-from movymporter.sender import Delivery, Outcome, Sender, Verdict
 from movymporter.settings import Settings
 from movymporter.status import ExitStatus
 from tests.conftest import (
     GIVE_UP_S,
     ROOT,
+    AfterDelivered,
     RunningSink,
     SharedEvent,
-    after_delivered,
     assert_accounted,
     read_csv,
     write_films,
@@ -211,25 +212,25 @@ RUN_SPECIFIC = ("elapsed_s", "rows_per_s", "report_dir")
         pytest.param({"encoding": "cp1252", "delimiter": ";", "type_row": True}, id="cp1252-semicolon-type-row"),
     ],
 )
-def test_a_dry_run_in_batches_settles_every_row_as_row_by_row(
+def test_a_dry_run_settles_every_row_the_same_with_the_fast_path_and_without(
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     generated: Callable[..., tuple[Path, Expected]],
     make_settings: Callable[..., Settings],
     options: dict[str, object],
     keep_duplicates: bool,
     stop_on_errors: int,
 ) -> None:
-    """A dry run takes the reader's runs of plain rows whole; a send goes row by row. Both give the same summary
-    (where a STOP_ON_ERRORS stop left off included), rejected.csv and duplicates.csv, byte for byte, and the
-    oracle's counts."""
+    """With the contract's fast path (chunks of plain rows counted whole) and without it (the model judges every
+    row, and the run settles each on its own): the same summary (where a STOP_ON_ERRORS stop left off
+    included), rejected.csv and duplicates.csv, byte for byte, and the oracle's counts."""
     path, expected = generated(3000, seed=9, **options)
 
-    def dry_run(label: str) -> tuple[dict[str, object], bytes, bytes]:
-        report_dir = tmp_path / label
+    def dry_run(fast_path: bool) -> tuple[dict[str, object], bytes, bytes]:
+        report_dir = tmp_path / f"fast-path-{fast_path}"
         settings = make_settings(
             csv_in=path,
             dry_run=True,
+            fast_path=fast_path,
             report_dir=report_dir,
             keep_duplicates=keep_duplicates,
             stop_on_errors=stop_on_errors,
@@ -242,15 +243,9 @@ def test_a_dry_run_in_batches_settles_every_row_as_row_by_row(
             (report_dir / "duplicates.csv").read_bytes(),
         )
 
-    with monkeypatch.context() as patched:
-        patched.setattr(pipeline.Pipeline, "_check", pipeline.Pipeline._check_row_by_row)
-        row_by_row = dry_run("row-by-row")
-    with monkeypatch.context() as patched:
-        patched.setattr(pipeline.Pipeline, "_deliveries", lambda *args: pytest.fail("a run was taken apart"))
-        in_batches = dry_run("in-batches")
-
-    assert in_batches == row_by_row
-    summary = in_batches[0]
+    fast = dry_run(fast_path=True)
+    assert fast == dry_run(fast_path=False)
+    summary = fast[0]
     if stop_on_errors:
         assert summary["invalid"] == stop_on_errors
         assert summary["stopped"] == f"STOP_ON_ERRORS={stop_on_errors} reached ({stop_on_errors} rows rejected)"
@@ -457,9 +452,9 @@ def test_halt_drains_in_flight_rows_and_reports_interrupted(
     path = write_films(tmp_path, 2000)
     settings = make_settings(csv_in=path, url_out=sink.movies_url, concurrency=4)
     halt = threading.Event()
-    after_delivered(monkeypatch, 20, halt.set)  # Ctrl-C once the sink has stored 20 films
+    observer = AfterDelivered(20, halt.set)  # Ctrl-C once the sink has stored 20 films
 
-    result = pipeline.run(settings, halt=halt)
+    result = pipeline.run(settings, halt=halt, on_outcome=observer)
 
     summary = result.summary
     assert result.exit_status is ExitStatus.INTERRUPTED

@@ -1,11 +1,12 @@
-"""The streaming CSV reader: encoding, delimiter, header, physical line numbers, malformed rows.
+"""CsvInput, the streaming CSV reader: header, physical line numbers, malformed rows, chunks, a rejected.csv.
 
-Every input is a real file written as bytes, so encodings and line endings are exact.
+Every input is a real file written as bytes, so encodings and line endings are exact. The parts it is built of
+have their own tests: test_dialect (encoding, delimiter, names), test_lines (physical lines), test_problems
+(reasons, a report row judged again) and test_chunk.
 """
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import csv
 import gc
@@ -13,29 +14,19 @@ import io
 import os
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from itertools import islice
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
+from movymporter.chunk import Record
 from movymporter.errors import InputError
-from movymporter.reader import (
-    CUT_NOTE,
-    KEPT,
-    LINE_LIMIT,
-    CsvInput,
-    PhysicalLines,
-    ReadProblem,
-    Record,
-    Rows,
-    detect_delimiter,
-    detect_encoding,
-    estimate_rows,
-    is_type_row,
-    normalise_name,
-)
+from movymporter.lines import KEPT, LINE_LIMIT
+from movymporter.problems import CUT_NOTE, ReadProblem
+from movymporter.reader import CsvInput
+from movymporter.report import neutralise
 
 MIB = 1 << 20
 FILM_HEADER = "Year;Length;Title;Subject;Actor;Actress;Director;Popularity;Awards;*Image\r\n"
@@ -52,10 +43,16 @@ def write(folder: Path, data: bytes, name: str = "input.csv") -> Path:
     return path
 
 
+def records(source: CsvInput) -> Iterator[Record]:
+    """The records of the source's chunks, one at a time: lazily, so that a test can ask the source between two."""
+    for chunk in source.chunks():
+        yield from chunk.records()
+
+
 def read(path: Path, **options: str) -> tuple[CsvInput, list[Record]]:
     """Open the file, read every record, close it; the closed input still answers its counters."""
     with CsvInput(path, **options) as source:
-        return source, list(source.records())
+        return source, list(records(source))
 
 
 def spans(records: list[Record]) -> list[Span]:
@@ -77,37 +74,21 @@ def ascii_padding(size: int) -> bytes:
     return b"A,1\n" * rows + b"x" * rest
 
 
+def accent_at_sample_end(offset: int) -> bytes:
+    """A UTF-8 file whose first non-ASCII character starts `offset` bytes before the end of its first MiB."""
+    head = b"title,year\n"
+    accent = "é".encode()
+    data = head + ascii_padding(MIB - offset - len(head)) + accent + b",1\n" + "Amélie,2001\n".encode() * 3
+    assert data[MIB - offset : MIB - offset + 2] == accent
+    return data
+
+
 # --- encoding -----------------------------------------------------------------------------------
 
 
 def late_non_ascii(encoding: str) -> bytes:
     """A file whose first non-ASCII byte comes after the first MiB."""
     return b"title,year\n" + b"A,1\n" * (MIB // 4 + 1000) + "Amélie,2001\n".encode(encoding)
-
-
-@pytest.mark.parametrize(
-    ("data", "expected"),
-    [
-        pytest.param("title,year\nAmélie,2001\n".encode(), "utf-8", id="utf8-without-bom"),
-        pytest.param("\ufefftitle,year\nAmélie,2001\n".encode(), "utf-8-sig", id="utf8-with-bom"),
-        pytest.param((FILM_HEADER + FILM_TYPES + FILM_ROW).encode("cp1252"), "cp1252", id="cp1252-classic-film-csv"),
-        pytest.param("title,year\nAmélie,2001\n".encode("utf-16"), "utf-16", id="utf16-with-native-bom"),
-        pytest.param(
-            b"\xfe\xff" + "title,year\nAmélie,2001\n".encode("utf-16-be"), "utf-16", id="utf16-big-endian-bom"
-        ),
-        pytest.param(b"title,year\nHeat,1995\n", "utf-8", id="ascii-only-is-utf8"),
-        pytest.param(
-            "title,year\nAmélie,2001\nLa Ciénaga,2001\n".encode() + b"Bad\xff,1999\n",
-            "utf-8",
-            id="utf8-with-one-stray-byte-is-still-utf8",
-        ),
-        pytest.param(late_non_ascii("utf-8"), "utf-8", id="utf8-first-non-ascii-after-1mib"),
-        pytest.param(late_non_ascii("cp1252"), "cp1252", id="cp1252-first-non-ascii-after-1mib"),
-    ],
-)
-def test_detect_encoding(tmp_path: Path, data: bytes, expected: str) -> None:
-    """detect_encoding names UTF-8 (with or without BOM), UTF-16 with a BOM, else cp1252."""
-    assert detect_encoding(write(tmp_path, data)) == expected
 
 
 @pytest.mark.parametrize(
@@ -191,16 +172,12 @@ def test_binary_looking_file_is_an_input_error(tmp_path: Path, data: bytes) -> N
 
 
 @pytest.mark.parametrize("offset", [2, 1], ids=["utf8-char-ends-at-sample-end", "utf8-char-split-across-sample-end"])
-def test_utf8_char_at_the_end_of_the_sample_is_still_utf8(tmp_path: Path, offset: int) -> None:
+def test_utf8_char_at_the_end_of_the_sample_is_read_as_utf8(tmp_path: Path, offset: int) -> None:
     """A valid UTF-8 file whose first non-ASCII character sits at the end of the first MiB is read as UTF-8."""
-    head = b"title,year\n"
-    accent = "é".encode()
-    data = head + ascii_padding(MIB - offset - len(head)) + accent + b",1\n" + "Amélie,2001\n".encode() * 3
-    assert data[MIB - offset : MIB - offset + 2] == accent
-    path = write(tmp_path, data)
-    assert detect_encoding(path) == "utf-8"
-    _, records = read(path)
+    source, records = read(write(tmp_path, accent_at_sample_end(offset)))
+    assert source.dialect.encoding == "utf-8"
     assert records[-1].cells == ["Amélie", "2001"]
+    assert all(record.problem is None for record in records)
 
 
 @pytest.mark.parametrize(
@@ -239,25 +216,6 @@ def test_explicit_encoding_and_delimiter_override_detection(
 
 
 @pytest.mark.parametrize(
-    ("header", "expected"),
-    [
-        pytest.param("title,year,length", ",", id="comma"),
-        pytest.param("title;year;length", ";", id="semicolon"),
-        pytest.param("title\tyear\tlength", "\t", id="tab"),
-        pytest.param("title|year|length", "|", id="pipe"),
-        pytest.param('"a;b;c",title,year', ",", id="semicolons-inside-quoted-name-do-not-count"),
-        pytest.param('"a,b,c";title;year', ";", id="commas-inside-quoted-name-do-not-count"),
-        pytest.param('"x|y|z"\ttitle\tyear', "\t", id="pipes-inside-quoted-name-do-not-count"),
-        pytest.param("title", ",", id="single-column-defaults-to-comma"),
-        pytest.param("title;year,length|actor;subject", ";", id="most-frequent-candidate-wins"),
-    ],
-)
-def test_detect_delimiter(header: str, expected: str) -> None:
-    """The delimiter is the candidate occurring most often outside quotes in the header line."""
-    assert detect_delimiter(header) == expected
-
-
-@pytest.mark.parametrize(
     ("data", "delimiter", "header"),
     [
         pytest.param(b'"Title, original";year\nA;1\n', ";", ["Title, original", "year"], id="semicolon-file"),
@@ -277,22 +235,6 @@ def test_delimiter_detected_from_the_header_of_a_file(
     assert records[0].problem is None
 
 
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        pytest.param("Title", "title", id="case-folded"),
-        pytest.param("  YEAR  ", "year", id="spaces-trimmed"),
-        pytest.param("*Image", "image", id="leading-star-dropped"),
-        pytest.param(" * Image ", "image", id="spaces-around-star-dropped"),
-        pytest.param("\ufeffTitle", "title", id="bom-dropped"),
-        pytest.param("Actor Name", "actor name", id="inner-space-kept"),
-    ],
-)
-def test_normalise_name(name: str, expected: str) -> None:
-    """Header names match ignoring case, surrounding spaces and a leading '*'."""
-    assert normalise_name(name) == expected
-
-
 def test_header_names_are_normalised_but_header_kept_as_read(tmp_path: Path) -> None:
     """CsvInput.names holds the matching keys while CsvInput.header keeps the cells exactly as read."""
     source, _ = read(write(tmp_path, b" *Title ;YEAR;  *Image\nA;1;a.png\n"))
@@ -302,19 +244,26 @@ def test_header_names_are_normalised_but_header_kept_as_read(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(
-    ("header", "expected"),
+    ("header", "expected", "names"),
     [
-        pytest.param("line,stage,reason,title,year", True, id="report-header"),
-        pytest.param("Line;*Stage; REASON ;title;year", True, id="report-header-any-case-and-star"),
-        pytest.param("title,year,line,stage,reason", False, id="report-columns-not-first"),
-        pytest.param("line,stage,title,year", False, id="reason-missing"),
-        pytest.param("title,year", False, id="plain-input"),
+        pytest.param("line,stage,reason,title,year", True, ["title", "year"], id="report-header"),
+        pytest.param("Line;*Stage; REASON ;title;year", True, ["title", "year"], id="report-header-any-case-and-star"),
+        pytest.param(
+            "title,year,line,stage,reason",
+            False,
+            ["title", "year", "line", "stage", "reason"],
+            id="report-columns-not-first",
+        ),
+        pytest.param("line,stage,title,year", False, ["line", "stage", "title", "year"], id="reason-missing"),
+        pytest.param("title,year", False, ["title", "year"], id="plain-input"),
     ],
 )
-def test_is_report(tmp_path: Path, header: str, expected: bool) -> None:
-    """is_report is true only when the header starts with line, stage, reason."""
+def test_is_report(tmp_path: Path, header: str, expected: bool, names: list[str]) -> None:
+    """is_report is true only when the header starts with line, stage, reason; a report's names are then those
+    of its other columns."""
     source, _ = read(write(tmp_path, f"{header}\n".encode()))
     assert source.is_report is expected
+    assert source.names == names
 
 
 # --- type row -----------------------------------------------------------------------------------
@@ -340,24 +289,6 @@ def test_type_row(tmp_path: Path, data: bytes, type_row_line: int | None, first_
     assert source.type_row_line == type_row_line
     assert records[0].line == first_line
     assert type_row_line not in [r.line for r in records]
-
-
-@pytest.mark.parametrize(
-    ("cells", "expected"),
-    [
-        pytest.param(FILM_TYPES.strip().split(";"), True, id="classic-film-types"),
-        pytest.param(["varchar", " Integer ", "date"], True, id="any-case-and-spaces"),
-        pytest.param(["INT", "", "STRING", ""], True, id="half-empty"),
-        pytest.param(["INT", "", "", ""], False, id="mostly-empty"),
-        pytest.param(["1990", "INT"], False, id="number-is-not-a-type"),
-        pytest.param(["Heat", "STRING"], False, id="title-is-not-a-type"),
-        pytest.param([], False, id="no-cells"),
-        pytest.param(["", ""], False, id="only-empty-cells"),
-    ],
-)
-def test_is_type_row(cells: list[str], expected: bool) -> None:
-    """is_type_row accepts a row made (at least half) of known type names only."""
-    assert is_type_row(cells) is expected
 
 
 # --- blank lines and line numbers ---------------------------------------------------------------
@@ -674,7 +605,7 @@ def test_delimiter_only_line_before_header_is_blank(tmp_path: Path) -> None:
     assert spans(records) == [(3, 3, None)]
 
 
-# --- progress: has_more, lines_read, bytes_read, estimate_rows ----------------------------------
+# --- progress: has_more, lines_read, bytes_read, stop_before -----------------------------------
 
 
 def test_has_more_peeks_without_losing_a_line(tmp_path: Path) -> None:
@@ -682,12 +613,12 @@ def test_has_more_peeks_without_losing_a_line(tmp_path: Path) -> None:
     path = write(tmp_path, b'title,year\nA,1\n"B,2\nC,3\nD,4\n\n')
     with CsvInput(path) as source:
         assert source.has_more() is True
-        records = source.records()
-        assert next(records).line == 2
+        taken = records(source)
+        assert next(taken).line == 2
         assert source.has_more() is True
-        assert spans([next(records)]) == [(3, 3, "source-error")]
+        assert spans([next(taken)]) == [(3, 3, "source-error")]
         assert source.has_more() is True  # lines 4 and 5 wait to be read again
-        assert [r.line for r in records] == [4, 5]
+        assert [r.line for r in taken] == [4, 5]
         assert source.has_more() is False
 
 
@@ -695,7 +626,7 @@ def test_has_more_is_false_for_a_header_only_file(tmp_path: Path) -> None:
     """A file holding only its header has nothing more to read."""
     with CsvInput(write(tmp_path, b"title,year\r\n")) as source:
         assert source.has_more() is False
-        assert list(source.records()) == []
+        assert list(source.chunks()) == []
 
 
 def test_lines_read_counts_physical_lines_without_read_ahead(tmp_path: Path) -> None:
@@ -703,10 +634,10 @@ def test_lines_read_counts_physical_lines_without_read_ahead(tmp_path: Path) -> 
     data = b'title,year\n"A\nB",1\nC,2\n\n'
     with CsvInput(write(tmp_path, data)) as source:
         assert source.lines_read == 1
-        records = source.records()
-        assert next(records).end_line == 3
+        taken = records(source)
+        assert next(taken).end_line == 3
         assert source.lines_read == 3
-        assert [r.line for r in records] == [4]
+        assert [r.line for r in taken] == [4]
         assert source.lines_read == len(physical_lines(data)) == 5
         assert source.bytes_read == source.size == len(data)
 
@@ -714,19 +645,10 @@ def test_lines_read_counts_physical_lines_without_read_ahead(tmp_path: Path) -> 
 def test_has_more_leaves_lines_read_unchanged(tmp_path: Path) -> None:
     """has_more() is a query: lines_read is the same before and after it."""
     with CsvInput(write(tmp_path, b"title,year\nA,1\nB,2\n")) as source:
-        assert next(source.records()).line == 2
+        assert next(records(source)).line == 2
         before = source.lines_read
         assert source.has_more() is True
         assert source.lines_read == before == 2
-
-
-def test_estimate_rows_from_the_mean_line_length(tmp_path: Path) -> None:
-    """estimate_rows scales the line count of the file's head to the given size."""
-    path = write(tmp_path, b"title,year\n" + b"Heat,1995\n" * 999)  # 1000 lines of 10 or 11 bytes
-    size = path.stat().st_size
-    assert estimate_rows(path, size) == 1000
-    assert estimate_rows(path, size * 100) == 100_000
-    assert estimate_rows(write(tmp_path, b"", "empty.csv"), 0) == 0
 
 
 # --- accounting ---------------------------------------------------------------------------------
@@ -802,47 +724,95 @@ def test_dirty_file_cells_are_kept_as_read(tmp_path: Path) -> None:
     assert by_line[20] == ["Last", "2002", "9"]
 
 
-# --- batches: the read-ahead changes nothing ------------------------------------------------------
+# --- batches and chunks: the read-ahead changes nothing -------------------------------------------
 
 BATCH_INPUTS = {
     "dirty": DIRTY,
     "type-row-and-blank-lines": (FILM_HEADER + FILM_TYPES + FILM_ROW + "\r\n;;;;;;;;;\r\n" + FILM_ROW * 3).encode(),
     "quote-never-closed-at-the-end": b'title,year\nA,1\nB,2\nC,3\n"D,4\nE,5\n',
     "stray-bytes-in-a-row-of-many": b"title,year\n" + b"A,1\n" * 5 + b"B\xff,2\n" + b"C,3\n" * 5,
+    "runs-around-odd-rows": b"title,year\n"
+    + b"A,1\n" * 6
+    + b"\n"
+    + b"B,2\n" * 4
+    + b"Short\n"
+    + b"C,3\n" * 3
+    + b'"Two\nlines",4\n'
+    + b"D,5\n" * 2
+    + b",6\n",
 }
 
+Step = tuple[int, int, str | None, list[str]]
 
-def walk(path: Path, *, peek: bool) -> tuple[list[tuple[int, int, str | None, list[str], int]], int, int | None]:
-    """Each record with `lines_read` right after it (and `has_more()` asked before it, with `peek`), then the
-    blank line count and the type row's line."""
-    seen = []
+
+class Walk(NamedTuple):
+    """What a reader handed out, record by record, and what it counted."""
+
+    records: list[Step]
+    """(first line, last line, problem code or None, cells) of each record of each chunk."""
+    blank_lines: int
+    type_row_line: int | None
+    lines_read: int
+    """At the end."""
+    after_chunks: list[tuple[int, int]]
+    """For each chunk: the last line of its last record, and `lines_read` as the chunk is handed out."""
+
+
+def walk(path: Path, *, peek: bool) -> Walk:
+    """The records of `chunks()` taken apart, with `has_more()` asked before each chunk with `peek` (a query: it
+    must leave `lines_read` as it is), and what the reader counted."""
+    seen: list[Step] = []
+    after: list[tuple[int, int]] = []
     with CsvInput(path) as source:
-        records = source.records()
-        while not peek or source.has_more():
-            record = next(records, None)
-            if record is None:
+        chunks = source.chunks()
+        while True:
+            if peek:
+                before = source.lines_read
+                more = source.has_more()
+                assert source.lines_read == before, "has_more() moved lines_read"
+                if not more:
+                    break
+            chunk = next(chunks, None)
+            if chunk is None:
                 break
-            code = record.problem.code if record.problem else None
-            seen.append((record.line, record.end_line, code, record.cells, source.lines_read))
-        return seen, source.blank_lines, source.type_row_line
+            after.append((chunk.ends[-1], source.lines_read))
+            seen.extend((r.line, r.end_line, r.problem.code if r.problem else None, r.cells) for r in chunk.records())
+        return Walk(seen, source.blank_lines, source.type_row_line, source.lines_read, after)
 
 
-@pytest.mark.parametrize("peek", [False, True], ids=["records-only", "has-more-asked-before-each"])
+@pytest.mark.parametrize("peek", [False, True], ids=["chunks-only", "has-more-asked-before-each"])
 @pytest.mark.parametrize("name", list(BATCH_INPUTS))
 def test_batches_of_any_size_read_the_same(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, peek: bool
 ) -> None:
-    """Whatever the batch size, and wherever an odd record falls in its batch, the records, their lines,
-    `lines_read` after each (no read-ahead shows) and the blank line count are those of a reader taking
-    one record at a time."""
+    """Whatever the batch size, and wherever an odd record falls in its batch, the records, their lines, the
+    blank line count and `lines_read` at the end are those of a reader taking one record at a time that is
+    never asked `has_more()`."""
     path = write(tmp_path, BATCH_INPUTS[name])
     monkeypatch.setattr("movymporter.reader._BATCH", 1)
-    expected = walk(path, peek=peek)
-    for size in (2, 3, 4, 5, 7, 1000):
+    expected = walk(path, peek=False)
+    assert expected.lines_read == len(physical_lines(BATCH_INPUTS[name]))
+    for size in (1, 2, 3, 4, 5, 7, 1000):
         monkeypatch.setattr("movymporter.reader._BATCH", size)
-        assert walk(path, peek=peek) == expected, f"batches of {size}"
+        assert walk(path, peek=peek)[:4] == expected[:4], f"batches of {size}"
     if name == "dirty":
-        assert [(line, end, code) for line, end, code, _, _ in expected[0]] == DIRTY_SPANS
+        assert [(line, end, code) for line, end, code, _ in expected.records] == DIRTY_SPANS
+
+
+@pytest.mark.parametrize("peek", [False, True], ids=["chunks-only", "has-more-asked-before-each"])
+@pytest.mark.parametrize("size", [1, 3, 1000], ids=lambda size: f"batches-of-{size}")
+@pytest.mark.parametrize("name", list(BATCH_INPUTS))
+def test_lines_read_after_each_chunk_is_the_end_of_its_last_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, size: int, peek: bool
+) -> None:
+    """As a chunk is handed out, `lines_read` is the last line of its last record: nothing read ahead shows,
+    and the blank lines and type row before it are counted; at the end it is the file's last line."""
+    path = write(tmp_path, BATCH_INPUTS[name])
+    monkeypatch.setattr("movymporter.reader._BATCH", size)
+    found = walk(path, peek=peek)
+    assert found.after_chunks, "no chunk"
+    assert [lines_read for _, lines_read in found.after_chunks] == [end for end, _ in found.after_chunks]
+    assert found.lines_read == len(physical_lines(BATCH_INPUTS[name]))
 
 
 @pytest.mark.parametrize("chunk", [1, 5, 16], ids=lambda chunk: f"chunks-of-{chunk}")
@@ -850,47 +820,42 @@ def test_batches_of_any_size_read_the_same(
 def test_lines_longer_than_a_chunk_read_the_same(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, chunk: int
 ) -> None:
-    """Held apart and read the careful way, lines longer than a chunk give the records, lines, `lines_read` and
-    blank line count of a file whose lines all fit in one, whatever the batch size."""
+    """Held apart and read the careful way, lines longer than a chunk give the records, lines, blank line count
+    and `lines_read` (after each chunk and at the end) of a file whose lines all fit in one, whatever the batch
+    size."""
     path = write(tmp_path, BATCH_INPUTS[name])
     expected = walk(path, peek=True)
-    monkeypatch.setattr("movymporter.reader._CHUNK", chunk)
+    monkeypatch.setattr("movymporter.lines.CHUNK", chunk)
     for size in (1, 3, 1000):
         monkeypatch.setattr("movymporter.reader._BATCH", size)
-        assert walk(path, peek=True) == expected, f"batches of {size}"
+        found = walk(path, peek=True)
+        assert found[:4] == expected[:4], f"batches of {size}"
+        assert all(end == lines_read for end, lines_read in found.after_chunks), f"batches of {size}"
 
 
-# --- batches: runs of plain records handed out whole ----------------------------------------------
-
-
-def walk_batches(path: Path) -> tuple[list[tuple[int, int, str | None, list[str], int | None]], int, int | None]:
-    """As `walk`, from `batches()` taken apart: `lines_read` is known after the last record of each batch."""
-    seen: list[tuple[int, int, str | None, list[str], int | None]] = []
-    with CsvInput(path) as source:
-        for batch in source.batches():
-            records = batch.records() if isinstance(batch, Rows) else [batch]
-            for record in records:
-                code = record.problem.code if record.problem else None
-                seen.append((record.line, record.end_line, code, record.cells, None))
-            seen[-1] = (*seen[-1][:4], source.lines_read)
-        return seen, source.blank_lines, source.type_row_line
+# --- chunks: runs of plain records handed out whole -----------------------------------------------
 
 
 @pytest.mark.parametrize("size", [1, 3, 1000], ids=lambda size: f"batches-of-{size}")
 @pytest.mark.parametrize("name", list(BATCH_INPUTS))
-def test_batches_hand_out_the_records_of_records(
+def test_a_chunk_of_several_records_is_a_run_of_plain_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, size: int
 ) -> None:
-    """Taken apart, `batches()` gives the records `records()` gives, in order, with the same lines, blank
-    lines and type row; after each batch, `lines_read` is what it is after the batch's last record."""
+    """A chunk of more than one record holds rows of one line each, on consecutive lines, read without a
+    problem, of the header's width and with text in the first cell; every other record comes alone."""
     path = write(tmp_path, BATCH_INPUTS[name])
     monkeypatch.setattr("movymporter.reader._BATCH", size)
-    expected, blank, type_row = walk(path, peek=False)
-    found, found_blank, found_type_row = walk_batches(path)
-    assert (found_blank, found_type_row) == (blank, type_row)
-    assert [entry[:4] for entry in found] == [entry[:4] for entry in expected]
-    for (*_, lines_read), (*_, expected_lines_read) in zip(found, expected, strict=True):
-        assert lines_read in (None, expected_lines_read)
+    with CsvInput(path) as source:
+        width = len(source.header)
+        chunks = list(source.chunks())
+    assert chunks, "no chunk"
+    for chunk in chunks:
+        assert len(chunk) == len(chunk.cells) == len(chunk.lines) == len(chunk.ends) > 0
+        if len(chunk) > 1:
+            assert not chunk.problems, chunk.lines
+            run = list(range(chunk.lines[0], chunk.lines[0] + len(chunk)))
+            assert list(chunk.lines) == list(chunk.ends) == run
+            assert all(len(cells) == width and cells[0].strip() for cells in chunk.cells), chunk.lines
 
 
 @pytest.mark.parametrize(
@@ -898,85 +863,93 @@ def test_batches_hand_out_the_records_of_records(
     [
         pytest.param(
             b"title,year\n" + b"A,1\n" * 3,
-            [("record", 2, 1), ("rows", 3, 2)],
+            [(None, 2, 2, 1), (None, 3, 4, 2)],
             id="the-first-record-alone-then-one-run",
         ),
         pytest.param(
             b"title,year\n" + b"A,1\n" * 3 + b"Short\n" + b"C,3\n" * 2,
-            [("record", 2, 1), ("rows", 3, 2), ("missing-cell", 5, 1), ("rows", 6, 2)],
+            [(None, 2, 2, 1), (None, 3, 4, 2), ("missing-cell", 5, 5, 1), (None, 6, 7, 2)],
             id="a-wrong-width-row-splits-the-run",
         ),
         pytest.param(
             b"title,year\n" + b"A,1\n" + b",1\n" + b" ,2\n" + b",\n" + b"B,2\n",
-            [("record", 2, 1), ("record", 3, 1), ("record", 4, 1), ("rows", 6, 1)],
+            [(None, 2, 2, 1), (None, 3, 3, 1), (None, 4, 4, 1), (None, 6, 6, 1)],
             id="an-empty-first-cell-is-looked-at-alone-and-a-blank-row-counted",
         ),
         pytest.param(
             b"title,year\nSTRING,INT\n" + b"A,1\n" * 2,
-            [("rows", 3, 2)],
-            id="the-type-row-is-not-in-a-batch",
+            [(None, 3, 4, 2)],
+            id="the-type-row-is-not-in-a-chunk",
         ),
         pytest.param(
             b"title,year\n" + b"A,1\n" + b'"Two\nlines",2\n' + b"B,3\n",
-            [("record", 2, 1), ("record", 3, 1), ("record", 5, 1)],
+            [(None, 2, 2, 1), (None, 3, 4, 1), (None, 5, 5, 1)],
             id="a-multi-line-record-makes-its-batch-read-one-by-one",
         ),
     ],
 )
-def test_batches_keep_plain_runs_whole(tmp_path: Path, data: bytes, expected: list[tuple[str, int, int]]) -> None:
-    """Rows of the header's width whose first cell has text come as one Rows per run; a row of another
-    width, or without text in its first cell, comes on its own (or is counted, when blank), and so does the
-    first record, which may be a type row."""
+def test_chunks_keep_plain_runs_whole(
+    tmp_path: Path, data: bytes, expected: list[tuple[str | None, int, int, int]]
+) -> None:
+    """Rows of the header's width whose first cell has text come as one chunk per run; a row of another width,
+    or without text in its first cell, comes on its own (or is counted, when blank), and so does the first
+    record, which may be a type row. Each is (problem code of its first record, first line, last line, size)."""
     with CsvInput(write(tmp_path, data)) as source:
         shapes = [
-            ("rows", batch.first, len(batch.cells))
-            if isinstance(batch, Rows)
-            else (batch.problem.code if batch.problem else "record", batch.line, 1)
-            for batch in source.batches()
+            (chunk.problems[0].code if 0 in chunk.problems else None, chunk.lines[0], chunk.ends[-1], len(chunk))
+            for chunk in source.chunks()
         ]
     assert shapes == expected
 
 
-@pytest.mark.parametrize("unused", [0, 1, 4], ids=["all-used", "the-last-row-unused", "all-but-the-first-unused"])
-def test_rows_given_back_count_as_not_read(tmp_path: Path, unused: int) -> None:
-    """A caller that stops inside a Rows gives back the rows it did not use: `lines_read` ends before them and
-    `has_more` sees them, as after a row-by-row stop at the same place."""
+# --- stop_before: a caller that uses part of a chunk ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stop", "lines_read"),
+    [(None, 7), (7, 6), (4, 3), (3, 2)],
+    ids=["all-used", "the-last-row-unused", "all-but-the-first-unused", "none-used"],
+)
+def test_a_stop_inside_a_run_counts_the_rows_from_it_as_not_read(
+    tmp_path: Path, stop: int | None, lines_read: int
+) -> None:
+    """A caller that stops before a row of the chunk just handed out: `lines_read` ends on the line before it,
+    and `has_more` sees the rows left, without moving `lines_read`."""
     data = b"title,year\nFirst,1\n" + b"".join(b"Film %d,2000\n" % n for n in range(5))
     with CsvInput(write(tmp_path, data)) as source:
-        batches = source.batches()
-        next(batches)  # the first record comes alone (it may be a type row)
-        rows = next(batches)
-        assert isinstance(rows, Rows)
-        assert (rows.first, len(rows.cells)) == (3, 5)
-        source.give_back(unused)
-        assert source.lines_read == 7 - unused
-        assert source.has_more() is (unused > 0)
-        assert source.lines_read == 7 - unused
+        chunks = source.chunks()
+        assert list(next(chunks).lines) == [2]  # the first record comes alone (it may be a type row)
+        run = next(chunks)
+        assert list(run.lines) == list(run.ends) == [3, 4, 5, 6, 7]
+        if stop is not None:
+            source.stop_before(stop)
+        assert source.lines_read == lines_read
+        assert source.has_more() is (stop is not None)
+        assert source.lines_read == lines_read
+
+
+@pytest.mark.parametrize("size", [1, 3, 1000], ids=lambda size: f"batches-of-{size}")
+@pytest.mark.parametrize("name", list(BATCH_INPUTS))
+def test_a_stop_before_any_record_leaves_lines_read_on_the_line_before_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, size: int
+) -> None:
+    """Whichever chunk was handed out last and whichever of its records a caller stops before, `lines_read`
+    becomes the line before that record and `has_more()` is true, and asking it leaves `lines_read` there."""
+    path = write(tmp_path, BATCH_INPUTS[name])
+    monkeypatch.setattr("movymporter.reader._BATCH", size)
+    with CsvInput(path) as source:
+        starts = [list(chunk.lines) for chunk in source.chunks()]
+    for index, lines in enumerate(starts):
+        for line in lines:
+            with CsvInput(path) as source:
+                chunk = next(islice(source.chunks(), index, None))
+                assert list(chunk.lines) == lines
+                source.stop_before(line)
+                found = (source.lines_read, source.has_more(), source.lines_read)
+                assert found == (line - 1, True, line - 1), f"stopped before line {line} of chunk {index}"
 
 
 # --- lines of any length: read in chunks, a line too long cut ---------------------------------------------------
-
-LINE_PIECES = ("a", "é", "日", "🎬", ",", '"', "\n", "\r", "\r\n", "\x0b", "\x0c", "\x1c", "\x1e", "\x85", "\u2028")
-
-
-@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
-@given(pieces=st.lists(st.sampled_from(LINE_PIECES), max_size=40), chunk=st.integers(1, 9))
-def test_physical_lines_end_where_a_text_file_ends_them(pieces: list[str], chunk: int, encoding: str) -> None:
-    """Read in chunks of any size, the lines and their line ends are those of a text file opened with
-    newline="": a \\r\\n cut between two chunks is one line end, \\x0b, \\x85 or \\u2028 end no line. A line
-    longer than a chunk comes as a stand-in, whose text `whole` gives back."""
-    data = "".join(pieces).encode(encoding)
-    errors = "surrogateescape" if encoding == "utf-8" else "replace"
-    expected = list(io.TextIOWrapper(io.BytesIO(data), encoding=encoding, errors=errors, newline=""))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("movymporter.reader._CHUNK", chunk)
-        source = PhysicalLines(io.BytesIO(data), codecs.getincrementaldecoder(encoding)(errors=errors))
-        lines = list(source)
-    restored = source.whole(lines) or lines
-    assert restored == expected
-    assert all(line == text for line, text in zip(lines, restored, strict=True) if len(text) <= chunk)
-    assert all(line != text for line, text in zip(lines, restored, strict=True) if len(text) > chunk + 1)
-
 
 LONG = b"x" * (3 * LINE_LIMIT) + b",2000"
 """A line of 3 Mi characters: cut."""
@@ -1067,15 +1040,18 @@ def test_a_header_line_too_long_is_input_error(tmp_path: Path, data: bytes, matc
 
 
 def test_batches_of_any_size_read_a_cut_line_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Wherever a cut line falls in its batch, its record, the records around it and `lines_read` after each
-    are those of a reader taking one record at a time."""
+    """Wherever a cut line falls in its batch, its record and the records around it are those of a reader
+    taking one record at a time, and `lines_read` after each chunk is the end of its last record."""
     path = write(tmp_path, b"title,year\n" + b"A,1\n" * 5 + LONG + b"\n" + b"C,3\n" * 5)
     monkeypatch.setattr("movymporter.reader._BATCH", 1)
     expected = walk(path, peek=True)
     for size in (2, 3, 7, 1000):
         monkeypatch.setattr("movymporter.reader._BATCH", size)
-        assert walk(path, peek=True) == expected, f"batches of {size}"
-    assert [code for _, _, code, _, _ in expected[0]] == [None] * 5 + ["source-error"] + [None] * 5
+        found = walk(path, peek=True)
+        assert found[:4] == expected[:4], f"batches of {size}"
+        assert all(end == lines_read for end, lines_read in found.after_chunks), f"batches of {size}"
+    assert [code for _, _, code, _ in expected.records] == [None] * 5 + ["source-error"] + [None] * 5
+    assert expected.lines_read == 12
 
 
 # --- a rejected.csv read again ----------------------------------------------------------------------------------
@@ -1085,6 +1061,11 @@ REPORT_HEADER = b"line;stage;reason;title;year\r\n"
 
 def report(*rows: bytes) -> bytes:
     return REPORT_HEADER + b"".join(row + b"\r\n" for row in rows)
+
+
+def data_cells(row: bytes) -> list[str]:
+    """The cells of a report row after its line, stage and reason, as csv reads them."""
+    return next(csv.reader([row.decode(errors="surrogateescape")], delimiter=";"))[3:]
 
 
 @pytest.mark.parametrize(
@@ -1138,8 +1119,9 @@ def test_a_report_row_is_refused_again_while_it_has_its_problem(tmp_path: Path, 
     the counts of the input, without the report's three columns."""
     source, records = read(write(tmp_path, report(row)), encoding="utf-8")
     assert source.is_report
-    assert len(records) == 1
+    assert spans(records) == [(2, 2, problem.partition(":")[0])]
     assert str(records[0].problem) == problem
+    assert records[0].cells == data_cells(row)
 
 
 @pytest.mark.parametrize(
@@ -1154,7 +1136,53 @@ def test_a_report_row_is_refused_again_while_it_has_its_problem(tmp_path: Path, 
 )
 def test_an_edited_report_row_goes_on_to_validation(tmp_path: Path, row: bytes) -> None:
     """A row edited out of the problem it was reported for, and any row of another stage, is handed out without
-    a problem: validation judges it."""
+    a problem, as its own cells (without the report's three): validation judges it."""
     _, records = read(write(tmp_path, report(row)), encoding="utf-8")
-    assert [r.problem for r in records] == [None]
-    assert records[0].cells[:2] == ["3", row.split(b";")[1].decode()]
+    assert spans(records) == [(2, 2, None)]
+    assert records[0].cells == data_cells(row)
+    assert len(records[0].cells) == 2
+
+
+@pytest.mark.parametrize(
+    ("header", "names"),
+    [
+        pytest.param(["Title", "*Year"], ["title", "year"], id="plain-names"),
+        pytest.param(["=Title", "@Year", "-x"], ["=title", "@year", "-x"], id="names-a-spreadsheet-would-run"),
+        pytest.param(["'=Title", "year"], ["'=title", "year"], id="a-name-with-an-apostrophe-of-its-own"),
+    ],
+)
+def test_a_report_header_is_the_input_header_without_the_report_columns(
+    tmp_path: Path, header: list[str], names: list[str]
+) -> None:
+    """A rejected.csv's header and names are those of the input it reports on: without line, stage and reason,
+    and with the spreadsheet guards the report added taken off."""
+    text = ";".join(["line", "stage", "reason", *map(neutralise, header)]) + "\r\n"
+    source, _ = read(write(tmp_path, text.encode()))
+    assert source.is_report
+    assert source.header == header
+    assert source.names == names
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [
+        pytest.param(["Heat", "1995"], id="plain-cells"),
+        pytest.param(["=SUM(A1)", "+1995"], id="formulas-guarded-by-the-report"),
+        pytest.param(["@home", "-5"], id="at-sign-and-minus"),
+        pytest.param(["'=quoted", "''+twice"], id="apostrophes-of-their-own-kept"),
+        pytest.param(["'plain", "2000"], id="an-apostrophe-before-text-is-data"),
+    ],
+)
+def test_report_rows_read_as_the_cells_of_the_input(tmp_path: Path, cells: list[str]) -> None:
+    """Each row of a rejected.csv comes as the input's cells it holds: without line, stage and reason, and with
+    the spreadsheet guards the report added taken off; lines are the report's own."""
+    handle = io.StringIO(newline="")
+    writer = csv.writer(handle, delimiter=";", lineterminator="\r\n")
+    writer.writerow(["line", "stage", "reason", "title", "year"])
+    writer.writerow([7, "validate", "type-error: year must be a whole number", *map(neutralise, cells)])
+    writer.writerow([9, "delivery", "no answer before the run stopped", *map(neutralise, cells)])
+    source, records = read(write(tmp_path, handle.getvalue().encode()))
+    assert source.is_report
+    assert source.header == ["title", "year"]
+    assert spans(records) == [(2, 2, None), (3, 3, None)]
+    assert [r.cells for r in records] == [cells, cells]

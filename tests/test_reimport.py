@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.generate import Expected
-from movymporter.reader import CUT_NOTE, KEPT, LINE_LIMIT
+from movymporter.lines import KEPT, LINE_LIMIT
+from movymporter.problems import CUT_NOTE
 from movymporter.report import REJECTED
 from movymporter.settings import Settings
 from tests.test_fuzz import check_accounting, dry_run, hostile_csv, note, records_with_start_lines, report_encoding

@@ -13,8 +13,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from movymporter.errors import ConfigError
+from movymporter.ledger import Tally
 from movymporter.metrics import Reconciliation, Snapshot, reconcile
-from movymporter.pipeline import Tally
 from movymporter.report import (
     DUPLICATES,
     REASON_LIMIT,

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import pickle
 from typing import Any
 
 import pytest
 
-from movymporter import schema
 from movymporter.errors import InputError
-from movymporter.schema import FIELDS, Contract, Movie, Problem, column_positions, to_json
+from movymporter.fields import FILM
+from movymporter.schema import (
+    FIELDS,
+    REQUIRED_COLUMNS,
+    TERMS,
+    Contract,
+    Movie,
+    Problem,
+    column_positions,
+    plain_body,
+    record_key,
+    to_json,
+)
 from movymporter.sink.contract import accept
 
 MAX_YEAR = 2026
@@ -294,26 +306,6 @@ def test_very_long_number_gets_a_plain_message(field: str) -> None:
     assert "4300" not in problem.message
 
 
-REMEMBERING_RULES = ("_year_of", "_length_of", "_popularity_of", "_awards_of")
-
-
-def test_the_rules_remember_short_valid_cells_only() -> None:
-    """A valid cell padded far past any real value gets the same answer as its short spelling, and the rules'
-    memory keeps the short spellings only: a file of huge cells cannot make it grow."""
-    for name in REMEMBERING_RULES:
-        getattr(schema, name).cache_clear()
-    pad = " " * 10_000
-    padded = {"title": "Heat", "year": pad + "1995", "length": "0" * 10_000 + "90", "popularity": "7" + pad}
-    short = {"title": "Heat", "year": "1995", "length": "90", "popularity": "7"}
-    long_movie = Contract().validate({**padded, "awards": "yes" + pad})
-    assert [getattr(schema, name).cache_info().currsize for name in REMEMBERING_RULES] == [0, 0, 0, 0]
-    short_movie = Contract().validate({**short, "awards": "yes"})
-    assert [getattr(schema, name).cache_info().currsize for name in REMEMBERING_RULES] == [1, 1, 1, 1]
-    assert isinstance(long_movie, Movie)
-    assert isinstance(short_movie, Movie)
-    assert to_json(long_movie) == to_json(short_movie)
-
-
 # --- to_json ------------------------------------------------------------------------------------
 
 
@@ -413,3 +405,26 @@ def test_missing_column_message_lists_the_columns_found() -> None:
     message = str(caught.value)
     assert "columns found: 'titel', 'jahr'" in message
     assert "ignoring case, spaces and a leading '*'" in message
+
+
+# --- the contract from its table of fields ---------------------------------------------------------------------
+
+
+def test_the_model_is_the_table() -> None:
+    """The model's fields, FIELDS and the JSON order are the table's, and a field without a default is required."""
+    assert list(Movie.model_fields) == list(FIELDS) == [field.name for field in FILM]
+    assert {name for name, field in Movie.model_fields.items() if field.is_required()} == set(REQUIRED_COLUMNS)
+    assert TERMS.model is Movie
+    assert (TERMS.record_key, TERMS.plain_body) == (record_key, plain_body)
+
+
+def test_a_contract_and_its_movies_pickle() -> None:
+    """A contract (and a movie) survive pickling, as they must to be judged in a worker process; the film's
+    terms go by name, so the model on the other side is the same class."""
+    contract = Contract(max_year=MAX_YEAR, fast_path=False)
+    copy = pickle.loads(pickle.dumps(contract))
+    assert (copy.max_year, copy.fast_path) == (MAX_YEAR, False)
+    assert copy.terms is TERMS
+    heat = copy.validate({**VALID, "length": "170.5"})
+    assert isinstance(heat, Movie)
+    assert pickle.loads(pickle.dumps(heat)) == heat == CONTRACT.validate({**VALID, "length": "170.5"})

@@ -249,11 +249,13 @@ def test_booleans_read_from_the_environment(monkeypatch: pytest.MonkeyPatch, giv
     assert (settings.dry_run, settings.keep_duplicates, settings.fresh) == (expected, expected, expected)
 
 
-def test_empty_csv_in_means_not_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    """CSV_IN= (empty, as a copied .env.example may leave it) means no file, not the current directory."""
-    monkeypatch.setenv("CSV_IN", "")
+@pytest.mark.parametrize("name", ["CSV_IN", "DASK_SCHEDULER"])
+def test_empty_means_not_set(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """CSV_IN= or DASK_SCHEDULER= (empty, as a copied .env.example leaves them) means not set: no file, not the
+    current directory; a LocalCluster, not a scheduler at ''."""
+    monkeypatch.setenv(name, "")
 
-    assert load_settings({}, None).csv_in is None
+    assert getattr(load_settings({}, None), name.lower()) is None
 
 
 # --- errors -------------------------------------------------------------------------------------------
@@ -282,6 +284,8 @@ def test_empty_csv_in_means_not_set(monkeypatch: pytest.MonkeyPatch) -> None:
         pytest.param("keep_duplicates", "perhaps", "KEEP_DUPLICATES (--keep-duplicates)", "true or false", id="keep"),
         pytest.param("backoff_initial", "-0.5", "BACKOFF_INITIAL", "0 or more", id="backoff-negative-no-flag"),
         pytest.param("unreachable_after", "0", "UNREACHABLE_AFTER", "greater than 0", id="unreachable-no-flag"),
+        pytest.param("engine", "spark", "ENGINE (--engine)", "local or dask", id="engine-unknown"),
+        pytest.param("fast_path", "sometimes", "FAST_PATH", "true or false", id="fast-path-no-flag"),
     ],
 )
 @pytest.mark.parametrize("source", ["flag", "environment"])

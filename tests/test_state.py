@@ -13,7 +13,7 @@ from movymporter.errors import ConfigError
 from movymporter.settings import Settings
 from movymporter.state import DELIVERED, FAILED, SINK_REJECTED, ResumeState, from_ranges, input_key, to_ranges
 from movymporter.status import ExitStatus
-from tests.conftest import RunningSink, after_delivered, assert_accounted, write_films
+from tests.conftest import AfterDelivered, RunningSink, assert_accounted, write_films
 
 
 class FakeClock:
@@ -281,9 +281,9 @@ def test_a_halted_run_resumes_without_sending_a_row_twice(
     path.write_text("title,year\n" + "".join(f"Film {n},{1800 if n % 25 == 0 else 2000}\n" for n in range(1500)))
     settings = make_settings(csv_in=path, url_out=sink.movies_url, concurrency=4)
     halt = threading.Event()
-    after_delivered(monkeypatch, 100, halt.set)
+    observer = AfterDelivered(100, halt.set)
 
-    first = pipeline.run(settings, halt=halt)
+    first = pipeline.run(settings, halt=halt, on_outcome=observer)
     second = pipeline.run(settings)
 
     assert first.exit_status is ExitStatus.INTERRUPTED

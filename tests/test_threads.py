@@ -1,4 +1,4 @@
-"""Delivery workers: every row once, bounded, serialised bookkeeping, bugs surfaced, bounded stop."""
+"""The thread executor: every row once, bounded, serialised bookkeeping, bugs surfaced, bounded stop."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from movymporter.delivery.outcome import Delivery, Outcome, Verdict
+from movymporter.delivery.threads import ThreadExecutor
 from movymporter.errors import InputError
-from movymporter.pool import DeliveryWorkers
-from movymporter.sender import Delivery, Outcome, Verdict
 from tests.conftest import GIVE_UP_S
 
 
@@ -49,7 +49,7 @@ class Recorder:
 def test_every_row_is_delivered_once_and_its_outcome_handed_back() -> None:
     """Each delivery the reader yields is sent once and reported once."""
     recorder = Recorder()
-    workers = DeliveryWorkers(recorder.deliver, recorder.on_outcome, threads=8)
+    workers = ThreadExecutor(recorder.deliver, recorder.on_outcome, threads=8)
 
     complete = workers.run(deliveries(500), halt=threading.Event(), grace_s=1)
 
@@ -61,7 +61,7 @@ def test_every_row_is_delivered_once_and_its_outcome_handed_back() -> None:
 def test_no_more_rows_in_flight_than_threads(threads: int) -> None:
     """Memory stays flat: the reader is not asked for a row until a thread is free."""
     recorder = Recorder(overlap=threads)
-    workers = DeliveryWorkers(recorder.deliver, recorder.on_outcome, threads=threads)
+    workers = ThreadExecutor(recorder.deliver, recorder.on_outcome, threads=threads)
 
     workers.run(deliveries(60), halt=threading.Event(), grace_s=1)
 
@@ -89,7 +89,7 @@ def test_reading_and_bookkeeping_never_overlap() -> None:
                 inside.release()
             yield delivery
 
-    workers = DeliveryWorkers(Recorder(overlap=6).deliver, on_outcome, threads=6)
+    workers = ThreadExecutor(Recorder(overlap=6).deliver, on_outcome, threads=6)
     workers.run(guarded(200), halt=threading.Event(), grace_s=1)
 
     assert overlaps == []
@@ -102,7 +102,7 @@ def test_a_bug_in_a_delivery_thread_is_raised_on_the_main_thread() -> None:
     def broken(delivery: Delivery) -> Outcome:
         raise ZeroDivisionError("bug")
 
-    workers = DeliveryWorkers(broken, lambda outcome: None, threads=4)
+    workers = ThreadExecutor(broken, lambda outcome: None, threads=4)
 
     with pytest.raises(ZeroDivisionError, match="bug"):
         workers.run(deliveries(10), halt=threading.Event(), grace_s=1)
@@ -115,7 +115,7 @@ def test_an_error_of_the_reader_keeps_its_type() -> None:
         yield from deliveries(3)
         raise InputError("films.csv cannot be read in the encoding given")
 
-    workers = DeliveryWorkers(Recorder().deliver, lambda outcome: None, threads=2)
+    workers = ThreadExecutor(Recorder().deliver, lambda outcome: None, threads=2)
 
     with pytest.raises(InputError, match="cannot be read"):
         workers.run(unreadable(), halt=threading.Event(), grace_s=1)
@@ -137,7 +137,7 @@ def test_after_a_halt_the_wait_for_rows_in_flight_is_bounded() -> None:
         assert answer.wait(GIVE_UP_S), "run() waited for the answers past its grace period"
         return recorder.deliver(delivery)
 
-    workers = DeliveryWorkers(hangs, recorder.on_outcome, threads=2, poll_s=0.02)
+    workers = ThreadExecutor(hangs, recorder.on_outcome, threads=2, poll_s=0.02)
 
     complete = workers.run(deliveries(10), halt=halt, grace_s=0.3)
 

@@ -1,53 +1,47 @@
 """How many requests may be in flight: CONCURRENCY, or with ADAPTIVE an AIMD limit below it.
 
-A shared production sink must not be overloaded by one import, yet the sink fails
-about one POST in five with a 503 at random, whatever the load. So the limit reacts
-to signs of *congestion*, never to the random failures themselves. After each attempt
-(`AdaptiveLimit.record`), the first rule that holds applies:
+A shared production sink must not be overloaded by one import, yet the sink fails about one POST in five with a
+503 at random, whatever the load. So the limit reacts to signs of *congestion*, never to the random failures
+themselves. After each attempt (`AdaptiveLimit.record`), the first rule that holds applies:
 
 1. **Slow down**, x0.5: a 429, or any answer carrying Retry-After. The sink says so itself.
-2. **Errors rising**, x0.7: the recent share of failed attempts (408, 502, 503, 504, or no
-   answer at all; a moving average over about max(32, limit) attempts, a round trip's
-   worth) exceeds the usual share by more than max(0.1, 4 standard deviations of the
-   recent average's random wobble, were failures independent at the usual share). At a
-   usual 20 % and a limit up to 32 that bound is 40 %; larger limits average more answers,
-   wobble less, and the bound tends to 30 %.
-3. **Latency rising**, x0.7: the fastest of the last 16 good answers took more than twice
-   the fastest of any such window so far, plus 5 ms. A minimum, not a mean: congestion
-   (a queue at the sink) slows every request, while the client's own hiccups (a thread
-   not scheduled on a busy machine, a garbage collection) slow only some. Only good
-   answers are timed: the sink answers its random 503s without doing the work.
-4. **Additive increase**, +1: after as many good answers (answered, below 500, neither 408
-   nor 429) as the limit, provided the requests in flight filled the limit since the last
-   increase (an unused limit proves nothing about the sink) and a latency window has
-   filled since the last cut (a cut is given time to show whether it helped).
+2. **Errors rising**, x0.7: the recent share of failed attempts (408, 502, 503, 504, or no answer at all; a
+   moving average over about max(32, limit) attempts, a round trip's worth) exceeds the usual share by more than
+   max(0.1, 4 standard deviations of the recent average's random wobble, were failures independent at the usual
+   share). At a usual 20 % and a limit up to 32 that bound is 40 %; larger limits average more answers, wobble
+   less, and the bound tends to 30 %.
+3. **Latency rising**, x0.7: the fastest of the last 16 good answers took more than twice the fastest of any
+   such window so far, plus 5 ms. A minimum, not a mean: congestion (a queue at the sink) slows every request,
+   while the client's own hiccups (a thread not scheduled on a busy machine, a garbage collection) slow only
+   some. Only good answers are timed: the sink answers its random 503s without doing the work.
+4. **Additive increase**, +1: after as many good answers (answered, below 500, neither 408 nor 429) as the
+   limit, provided the requests in flight filled the limit since the last increase (an unused limit proves
+   nothing about the sink) and a latency window has filled since the last cut (a cut is given time to show
+   whether it helped).
 
-Random 503s at their usual share neither grow nor cut the limit. In seeded simulations
-at 20 % (ten runs of 300,000 attempts, CONCURRENCY 16), the limit spent about 99 % of the
-time at 16 and rare false cuts never took it below 9 (at CONCURRENCY 64, never below 36);
-a sudden rise to 60 % cut it within 50 attempts, a rise to 40 % within 200.
+Random 503s at their usual share neither grow nor cut the limit. In seeded simulations at 20 % (ten runs of
+300,000 attempts, CONCURRENCY 16), the limit spent about 99 % of the time at 16 and rare false cuts never took
+it below 9 (at CONCURRENCY 64, never below 36); a sudden rise to 60 % cut it within 50 attempts, a rise to 40 %
+within 200.
 
-A cut happens at most once per window: the answers to the requests sent under the old
-limit (as many as that limit) still arrive after it and say nothing about the new one, so
-the next `old limit` answers cannot cut again. One burst of 429s therefore halves the
-limit once rather than collapsing it to 1. A cut spends the evidence behind it: the
-recent error share restarts from the usual one, the latency window from new answers.
+A cut happens at most once per window: the answers to the requests sent under the old limit (as many as that
+limit) still arrive after it and say nothing about the new one, so the next `old limit` answers cannot cut
+again. One burst of 429s therefore halves the limit once rather than collapsing it to 1. A cut spends the
+evidence behind it: the recent error share restarts from the usual one, the latency window from new answers.
 
 The baselines must describe the sink at rest, not the load the importer puts on it:
 
-- The limit stays at its modest start, min(4, CONCURRENCY), for the first 128 attempts;
-  their plain mean is the first usual error share.
-- After that, the usual share is a slow moving average (about 1,000 attempts) that learns
-  only at a *calm limit* (one that has had a full window of good answers with the recent
-  share at most halfway to the bound; an error cut lowers it to the new limit), and only
-  while the recent share is itself at most halfway. Errors that grow with the load thus
-  never become the norm: the limit settles where they start.
-- A signal that persists even at a limit of 1 cannot be the importer's doing: it becomes
-  the new baseline (usual share or latency floor), and the limit grows again.
+- The limit stays at its modest start, min(4, CONCURRENCY), for the first 128 attempts; their plain mean is the
+  first usual error share.
+- After that, the usual share is a slow moving average (about 1,000 attempts) that learns only at a *calm limit*
+  (one that has had a full window of good answers with the recent share at most halfway to the bound; an error
+  cut lowers it to the new limit), and only while the recent share is itself at most halfway. Errors that grow
+  with the load thus never become the norm: the limit settles where they start.
+- A signal that persists even at a limit of 1 cannot be the importer's doing: it becomes the new baseline (usual
+  share or latency floor), and the limit grows again.
 
-The limit stays within [1, CONCURRENCY]. Without ADAPTIVE it is CONCURRENCY, fixed, and
-the slots behave exactly like a `threading.BoundedSemaphore(CONCURRENCY)`; record()
-returns at once.
+The limit stays within [1, CONCURRENCY]. Without ADAPTIVE it is CONCURRENCY, fixed, and the slots behave exactly
+like a `threading.BoundedSemaphore(CONCURRENCY)`; record() returns at once.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from movymporter.throttle import INITIAL_LIMIT, WARMUP, AdaptiveLimit, Admission
+from movymporter.delivery.limits import INITIAL_LIMIT, WARMUP, AdaptiveLimit, Admission
 from tests.conftest import GIVE_UP_S, wait_until
 
 LATENCY_S = 0.05

@@ -1,5 +1,7 @@
-"""One POST per record through a pooled `requests` session, retried by `tenacity`.
+"""One POST per record through a pooled `requests` session (http.py), retried by `tenacity`.
 
+Here are the retry policy of SPEC section 3 (tenacity strategies: Retry-After or jittered backoff, a stop on
+the attempts that count and one when the run gives up), the sink's health across threads, and the Sender.
 The session, the sleep and the sink's health are injected (tenacity's own habit),
 so tests drive every branch of the retry policy with `responses` and a
 recording sleep, without waiting.
@@ -11,71 +13,21 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_random_exponential
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
-from urllib3.connection import HTTPSConnection
-from urllib3.exceptions import InvalidHeader
-from urllib3.util import Retry
 
-from movymporter import __version__
-from movymporter.deadline import Watchdog, WatchedHTTPConnection, WatchedHTTPSConnection
+from movymporter.delivery.http import Watchdog, make_session, retry_after_seconds
+from movymporter.delivery.limits import AdaptiveLimit, Admission
+from movymporter.delivery.outcome import Delivery, Outcome, Verdict
+from movymporter.delivery.verdicts import ALIVE_STATUSES, RETRY_STATUSES, verdict_for
 from movymporter.errors import SinkUnreachable
 from movymporter.settings import Settings
-from movymporter.throttle import AdaptiveLimit, Admission
-
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-REJECT_STATUSES = frozenset({400, 422})
-REFUSE_STATUSES = frozenset({401, 403, 404, 405})
-ALIVE_STATUSES = frozenset({408, 429})
-"""Retryable answers that still prove the sink is up and reading (it asks us to slow down)."""
 
 _REASON_LIMIT = 500
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """A validated row ready to send, with what the report needs if it is not delivered."""
-
-    line: int
-    cells: list[str]
-    body: bytes
-    key: str
-
-
-class Verdict(Enum):
-    DELIVERED = "delivered"
-    REJECTED = "sink_rejected"
-    """400 or 422: the sink read the row and refused it; final."""
-    FAILED = "failed"
-    """Retries exhausted, or an answer that retrying cannot change."""
-    REFUSED = "refused"
-    """401/403/404/405 or a redirect: the configuration is wrong, the run stops."""
-    ABORTED = "not_attempted"
-    """Cut short by a stop before the sink gave a final answer."""
-
-
-@dataclass(slots=True)
-class Outcome:
-    delivery: Delivery
-    verdict: Verdict
-    reason: str = ""
-    status: int | None = None
-    attempts: int = 0
-    counted: int = 0
-    """Attempts that count against MAX_ATTEMPTS (see Sender._attempt)."""
-    statuses: list[int] = field(default_factory=list)
-    """Status of every answered attempt, for the metrics reconciliation."""
-    unanswered: int = 0
-    """Attempts that ended without an answer (timeouts, resets): the sink may have counted them."""
-    last_error: str = ""
 
 
 class RetryableAnswer(Exception):
@@ -167,53 +119,6 @@ class stop_when(stop_base):  # lower case, like tenacity's own strategies
         return self._condition()
 
 
-class ReusingAdapter(HTTPAdapter):
-    """requests' HTTP adapter, remembering which connection pool and request target serve a URL.
-
-    The stock adapter parses the URL, looks for a proxy and rebuilds the pool key on every request
-    (about 40 us of the 270 us a POST costs); an import sends every row to one URL. The answers are
-    kept per URL, TLS setting and proxies (a pool the pool manager drops stays usable: urllib3 does not
-    close it). These are the two methods requests documents as the ones to override in a subclass."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._pools: dict[tuple[object, ...], Any] = {}
-        self._targets: dict[tuple[object, ...], str] = {}
-
-    def get_connection_with_tls_context(
-        self,
-        request: requests.PreparedRequest,
-        verify: bool | str | None,
-        proxies: dict[str, str] | None = None,
-        cert: Any = None,
-    ) -> Any:
-        key = (request.url, verify, cert, tuple(proxies.items()) if proxies else ())
-        pool = self._pools.get(key)
-        if pool is None:
-            pool = self._pools[key] = super().get_connection_with_tls_context(request, verify, proxies, cert)
-            # Connections that tell a Watchdog which socket an attempt uses (urllib3's documented attribute).
-            https = pool.ConnectionCls is HTTPSConnection
-            pool.ConnectionCls = WatchedHTTPSConnection if https else WatchedHTTPConnection
-        return pool
-
-    def request_url(self, request: requests.PreparedRequest, proxies: dict[str, str] | None) -> str:
-        key = (request.url, tuple(proxies.items()) if proxies else ())
-        target = self._targets.get(key)
-        if target is None:
-            target = self._targets[key] = super().request_url(request, proxies)
-        return target
-
-
-def make_session(concurrency: int) -> requests.Session:
-    """A session whose pool keeps one keep-alive connection per request in flight."""
-    session = requests.Session()
-    adapter = ReusingAdapter(pool_connections=2, pool_maxsize=concurrency, pool_block=True, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.headers.update({"Content-Type": "application/json", "User-Agent": f"movymporter/{__version__}"})
-    return session
-
-
 def make_retrying(settings: Settings, give_up: Callable[[], bool], sleep: Callable[[float], object]) -> Retrying:
     """The retry policy of SPEC section 3: transient errors only, exponential backoff with full jitter."""
     return Retrying(
@@ -226,16 +131,6 @@ def make_retrying(settings: Settings, give_up: Callable[[], bool], sleep: Callab
         sleep=sleep,
         reraise=True,
     )
-
-
-def retry_after_seconds(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(Retry(0).parse_retry_after(value)))
-    except (InvalidHeader, ValueError, OverflowError):
-        return None
 
 
 class Sender:
@@ -282,7 +177,7 @@ class Sender:
         self.slots = AdaptiveLimit(settings.concurrency, adaptive=settings.adaptive)
         self.health = health or SinkHealth(settings.unreachable_after)
         self.admission = Admission(settings.concurrency)
-        """Threads working on rows; the pool running `deliver` on many threads enters and leaves it."""
+        """Threads working on rows; the executor running `deliver` on many threads enters and leaves it."""
         self._retrying = make_retrying(settings, self._giving_up, self.admission.backing_off(sleep or halt.wait))
         self._deadline = Watchdog(settings.connect_timeout + settings.read_timeout)
         """READ_TIMEOUT bounds the whole answer (urllib3 bounds each read), connecting included."""
@@ -329,19 +224,22 @@ class Sender:
             outcome.reason = f"gave up after {outcome.attempts} attempts (last: {_describe(error)})"
             outcome.status = error.status if isinstance(error, RetryableAnswer) else None
             return outcome
-        outcome.status = status = response.status_code
-        if 200 <= status < 300:
-            outcome.verdict = Verdict.DELIVERED
-        elif status in REJECT_STATUSES:
-            outcome.verdict = Verdict.REJECTED
-            outcome.reason = f"sink {status}: {_first_line(response.text) or '(no reason given)'}"
-        elif status in REFUSE_STATUSES or 300 <= status < 400:
-            outcome.verdict = Verdict.REFUSED
-            where = f" to {response.headers.get('Location')}" if 300 <= status < 400 else ""
-            outcome.reason = f"the sink answered {status} {response.reason}{where} for POST {self._url}"
-        else:
-            outcome.reason = f"sink {status}: {_first_line(response.text) or response.reason}"
+        outcome.status = response.status_code
+        outcome.verdict = verdict_for(response.status_code)
+        outcome.reason = self._reason(outcome.verdict, response)
         return outcome
+
+    def _reason(self, verdict: Verdict, response: requests.Response) -> str:
+        """What the report says of a row the sink gave a final answer (none for a delivered one)."""
+        status = response.status_code
+        if verdict is Verdict.DELIVERED:
+            return ""
+        if verdict is Verdict.REJECTED:
+            return f"sink {status}: {_first_line(response.text) or '(no reason given)'}"
+        if verdict is Verdict.REFUSED:
+            where = f" to {response.headers.get('Location')}" if 300 <= status < 400 else ""
+            return f"the sink answered {status} {response.reason}{where} for POST {self._url}"
+        return f"sink {status}: {_first_line(response.text) or response.reason}"
 
     def _attempt(
         self, request: requests.PreparedRequest, outcome: Outcome, on_delivered: Callable[[int], None] | None

@@ -1,4 +1,4 @@
-"""Worker threads that take rows from the run's reader and deliver them.
+"""ThreadExecutor: threads of this process take rows from the run's reader and deliver them.
 
 Each worker takes the next delivery from one shared iterator (which reads and
 validates the file as it goes) and hands the outcome to one callback; both run
@@ -18,8 +18,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from movymporter.sender import Delivery, Outcome
-from movymporter.throttle import Admission
+from movymporter.delivery.limits import Admission
+from movymporter.delivery.outcome import Delivery, Outcome
 
 
 def threads_for(concurrency: int) -> int:
@@ -53,7 +53,10 @@ def supervise(
             on_idle()
 
 
-class DeliveryWorkers:
+class ThreadExecutor:
+    """An Executor (see the package): `threads` threads of this process, each taking the next row and
+    delivering it itself."""
+
     def __init__(
         self,
         deliver: Callable[[Delivery], Outcome],

@@ -1,6 +1,9 @@
-"""A deadline for each POST's whole answer, not only for each read of it.
+"""The HTTP side of a POST: a pooled `requests` session, and a deadline for each POST's whole answer.
 
-urllib3 applies the read timeout to every read from the socket, so a sink (or a
+The session keeps one keep-alive connection per request in flight and never retries by itself (the sender's
+policy does); its adapter remembers what it works out per URL, since an import sends every row to one.
+
+The deadline: urllib3 applies the read timeout to every read from the socket, so a sink (or a
 proxy in front of it) that trickles a byte every few seconds keeps a request,
 and the thread waiting on it, forever. Here each attempt is armed with a
 deadline; the connection that carries it makes itself known when the request
@@ -19,7 +22,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import requests
+from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.exceptions import InvalidHeader
+from urllib3.util import Retry
+
+from movymporter import __version__
 
 _current = threading.local()
 """The watchdog of the attempt the current thread is making, if any."""
@@ -112,3 +121,61 @@ class WatchedHTTPConnection(_Watched, HTTPConnection):
 
 class WatchedHTTPSConnection(_Watched, HTTPSConnection):
     pass
+
+
+class ReusingAdapter(HTTPAdapter):
+    """requests' HTTP adapter, remembering which connection pool and request target serve a URL.
+
+    The stock adapter parses the URL, looks for a proxy and rebuilds the pool key on every request
+    (about 40 us of the 270 us a POST costs); an import sends every row to one URL. The answers are
+    kept per URL, TLS setting and proxies (a pool the pool manager drops stays usable: urllib3 does not
+    close it). These are the two methods requests documents as the ones to override in a subclass."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._pools: dict[tuple[object, ...], Any] = {}
+        self._targets: dict[tuple[object, ...], str] = {}
+
+    def get_connection_with_tls_context(
+        self,
+        request: requests.PreparedRequest,
+        verify: bool | str | None,
+        proxies: dict[str, str] | None = None,
+        cert: Any = None,
+    ) -> Any:
+        key = (request.url, verify, cert, tuple(proxies.items()) if proxies else ())
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = super().get_connection_with_tls_context(request, verify, proxies, cert)
+            # Connections that tell a Watchdog which socket an attempt uses (urllib3's documented attribute).
+            https = pool.ConnectionCls is HTTPSConnection
+            pool.ConnectionCls = WatchedHTTPSConnection if https else WatchedHTTPConnection
+        return pool
+
+    def request_url(self, request: requests.PreparedRequest, proxies: dict[str, str] | None) -> str:
+        key = (request.url, tuple(proxies.items()) if proxies else ())
+        target = self._targets.get(key)
+        if target is None:
+            target = self._targets[key] = super().request_url(request, proxies)
+        return target
+
+
+def make_session(concurrency: int) -> requests.Session:
+    """A session whose pool keeps one keep-alive connection per request in flight."""
+    session = requests.Session()
+    adapter = ReusingAdapter(pool_connections=2, pool_maxsize=concurrency, pool_block=True, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers.update({"Content-Type": "application/json", "User-Agent": f"movymporter/{__version__}"})
+    return session
+
+
+def retry_after_seconds(response: requests.Response) -> float | None:
+    """The wait a Retry-After header asks for (seconds or an HTTP date), or None when there is none to honour."""
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(Retry(0).parse_retry_after(value)))
+    except (InvalidHeader, ValueError, OverflowError):
+        return None

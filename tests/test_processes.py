@@ -22,16 +22,17 @@ import pytest
 
 from bench.generate import Expected
 from movymporter import pipeline
+from movymporter.delivery.outcome import Delivery, Outcome
+from movymporter.delivery.processes import WorkerFailed, shares
+from movymporter.delivery.sender import Sender
 from movymporter.report import render_summary
-from movymporter.sender import Delivery, Outcome, Sender
 from movymporter.settings import Settings
 from movymporter.status import ExitStatus
-from movymporter.workers import WorkerFailed, shares
 from tests.conftest import (
     ROOT,
+    AfterDelivered,
     Relay,
     RunningSink,
-    after_delivered,
     assert_accounted,
     child_pids,
     child_pids_readable,
@@ -121,10 +122,10 @@ def test_a_worker_killed_mid_run_stops_the_run_and_a_rerun_completes(
     def kill_one_worker() -> None:
         os.kill(worker_processes()[0].pid, signal.SIGKILL)  # type: ignore[arg-type]
 
-    killed = after_delivered(monkeypatch, 100, kill_one_worker)
-    first = pipeline.run(settings)
+    killed = AfterDelivered(100, kill_one_worker)
+    first = pipeline.run(settings, on_outcome=killed)
 
-    assert killed.is_set()
+    assert killed.done.is_set()
     summary = first.summary
     assert first.exit_status is ExitStatus.STOPPED
     assert "ended unexpectedly (exit code -9)" in summary["stopped"]
