@@ -106,7 +106,12 @@ def importer_env() -> dict[str, str]:
 
 
 def run_importer(
-    csv_in: Path, *, url: str | None = None, concurrency: int = 16, interrupt_after: float | None = None
+    csv_in: Path,
+    *,
+    url: str | None = None,
+    concurrency: int = 16,
+    interrupt_after: float | None = None,
+    engine: str = "local",
 ) -> tuple[ChildRun, dict[str, object]]:
     """`python -m movymporter` on a file (a dry run without `url`); the run's summary.json."""
     with tempfile.TemporaryDirectory() as folder:
@@ -114,6 +119,7 @@ def run_importer(
         args += ["--no-progress", "--log-level", "WARNING", "--env-file", f"{folder}/none.env"]
         Path(f"{folder}/none.env").write_text("")
         args += ["--dry-run"] if url is None else ["--url", url, "--concurrency", str(concurrency)]
+        args += ["--engine", engine]
         env = {**importer_env(), "STATE_DIR": f"{folder}/state"}
         run = run_child(args, env=env, interrupt_after=interrupt_after)
         summary = json.loads(Path(f"{folder}/reports/summary.json").read_text())

@@ -10,6 +10,7 @@ of the ratios is taken. Targets are those of SPEC section 6.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import platform
 import re
@@ -114,6 +115,22 @@ def latency_bound(path: Path) -> dict[str, Any]:
     return {"rows_per_s": rate, "ideal": ideal, "ratio": rate / ideal, "runs": rates}
 
 
+def engines(path: Path) -> dict[str, Any]:
+    """Delivered rows/s with --engine local (2 worker processes) and --engine dask (a LocalCluster of 2 workers
+    that the run starts: its start-up is included), pair by pair, on the same clean file at failure 0."""
+    pairs = []
+    for _ in range(RUNS):
+        pair: dict[str, float] = {}
+        for engine in ("local", "dask"):
+            send = functools.partial(run_importer, path, engine=engine)
+            _, summary = with_sink(lambda url, send=send: send(url=url), failure_rate=0)
+            pair[engine] = summary["delivered"] / summary["elapsed_s"]
+        pair["ratio"] = pair["dask"] / pair["local"]
+        pairs.append(pair)
+        log(f"engines: local {pair['local']:,.0f} rows/s, dask {pair['dask']:,.0f} rows/s ({pair['ratio']:.0%})")
+    return {key: statistics.median(pair[key] for pair in pairs) for key in pairs[0]} | {"pairs": pairs}
+
+
 def memory(small: Path, large: Path, send_seconds: float) -> dict[str, Any]:
     """Peak RSS of whole dry runs, of a whole small send, and of the first minute of sending the large file."""
     results: dict[str, Any] = {}
@@ -156,6 +173,7 @@ def verdict(ok: bool) -> str:
 
 
 def report(results: dict[str, Any], seconds: float) -> str:
+    eng = results["engines"]
     dry, send, lat, mem, sink_rate, jour, huge = (
         results["dry"],
         results["send"],
@@ -189,6 +207,8 @@ def report(results: dict[str, Any], seconds: float) -> str:
         ("Journal of deliveries, SYNC=normal: CPU per delivered row", f"{jour['normal_cpu_us']:.1f} us = "
          f"{jour['normal_cpu_us'] / send['movymporter_cpu_us']:.1%} of a delivered row's CPU", "", ""),
         ("... SYNC=full (flushed to the disk): time per delivered row", f"{jour['full_wall_us']:,.0f} us", "", ""),
+        ("Sending, failure 0: delivered rows/s, --engine dask (LocalCluster of 2) / local (2 processes)",
+         f"{eng['dask']:,.0f} / {eng['local']:,.0f} = {eng['ratio']:.0%}", "", ""),
         ("Sink: POST/s at failure 0 (wrk, 32 connections)", f"{sink_rate['post_per_s']:,.0f}", ">= 5,000",
          verdict(sink_rate["post_per_s"] >= 5000)),
     ]  # fmt: skip
@@ -221,6 +241,9 @@ How each figure is made (see `bench/run.py`):
 - one huge line: `bench/lines.py` dry-runs a header, then a 200 MB part (one unquoted cell on one line; one quoted
   cell over lines of 1 KiB; rows of 1,000 fields of 1,000 characters), then 5 good films, which must all be
   counted valid (the rest of the file goes on).
+- engines: a clean generated file of {eng["rows"]:,} rows sent at failure 0 with `--engine local` and
+  `--engine dask` (a `LocalCluster` of 2 workers, started and stopped by the run, its start-up included), one
+  after the other, each to a fresh sink.
 - journal: `bench/journal.py` appends {journal.NORMAL_ENTRIES:,} entries (SYNC=normal) and {journal.FULL_ENTRIES:,}
   (SYNC=full, one fsync each) to a journal under `bench/out` with the importer's own writer; the share is of the
   CPU per delivered row measured above, in the same run.
@@ -271,12 +294,14 @@ def main() -> int:
     dirty_2m = data_file("dirty-2m", 2_000_000, seed=12)
     dirty_10k = data_file("dirty-10k", 10_000, seed=13)
     clean_10k = data_file("clean-10k", 10_000, seed=14, clean=True)
+    clean_50k = data_file("clean-50k", 50_000, seed=15, clean=True)
     results: dict[str, Any] = {"send_seconds": 60.0}
     log("sink throughput (wrk)")
     results["sink"] = sink.measure(runs=RUNS)
     results["dry"] = dry_run(dirty_1m)
     results["send"] = sending(clean_10k)
     results["latency"] = latency_bound(clean_10k)
+    results["engines"] = engines(clean_50k) | {"rows": 50_000}
     results["memory"] = memory(dirty_10k, dirty_2m, results["send_seconds"])
     log("memory: one huge line")
     results["lines"] = lines.measure_lines(200, DATA)

@@ -181,10 +181,17 @@ class Ledger:
         if halt:
             self.halt.set()
 
+    @property
+    def why_stopped(self) -> str | None:
+        """Why the run stopped early, if it did: a stop's reason, or an interruption nobody asked for by a stop
+        (Ctrl-C or SIGTERM)."""
+        if self.stopped is None and self.halt.is_set():
+            return "interrupted (Ctrl-C or SIGTERM)"
+        return self.stopped
+
     def exit_status(self) -> ExitStatus:
-        """How the run ended; an interruption nobody asked for by a stop is a Ctrl-C (or SIGTERM)."""
-        if self.halt.is_set() and self.stopped is None:
-            self.stopped = "interrupted (Ctrl-C or SIGTERM)"
+        """How the run ended."""
+        if self.stopped is None and self.halt.is_set():
             return ExitStatus.INTERRUPTED
         if self.stopped is not None:
             return ExitStatus.STOPPED

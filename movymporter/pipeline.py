@@ -343,7 +343,7 @@ class Pipeline:
             "adaptive_concurrency": self._sending.limits if settings.adaptive and self._sending else None,
             "resumed_before_line": state.watermark if state is not None and state.resuming else None,
             "top_reasons": ledger.reasons.top(TOP_REASONS),
-            "stopped": ledger.stopped,
+            "stopped": ledger.why_stopped,
             "unread_from_line": unread,
             "exit_status": int(status),
         }

@@ -15,7 +15,7 @@ import pytest
 
 from bench.generate import Expected
 from movymporter import cli, pipeline
-from movymporter.delivery.cluster import ROWS_PER_REQUEST_SLOT, request_slots
+from movymporter.delivery.cluster import BATCHES_OUT, Shares
 from movymporter.settings import Settings
 from movymporter.status import ExitStatus
 from tests.conftest import ROOT, AfterDelivered, RunningSink, assert_accounted, wait_until
@@ -41,15 +41,21 @@ def _run(settings: Settings, caplog: pytest.LogCaptureFixture) -> tuple[dict[str
 
 
 @pytest.mark.parametrize(
-    ("concurrency", "workers", "slots"),
+    ("concurrency", "workers", "per_batch", "batches"),
     [
-        pytest.param(16, 2, 8, id="shared-evenly"),
-        pytest.param(5, 2, 2, id="never-more-than-concurrency"),
-        pytest.param(1, 4, 1, id="at-least-one"),
+        pytest.param(16, 2, 4, 4, id="two-batches-a-worker"),
+        pytest.param(128, 2, 32, 4, id="many-requests-few-workers"),
+        pytest.param(5, 2, 1, 5, id="never-more-than-concurrency"),
+        pytest.param(1, 4, 1, 1, id="one-request-at-a-time"),
+        pytest.param(16, 40, 1, 16, id="more-workers-than-requests"),
     ],
 )
-def test_each_batch_gets_its_share_of_the_requests_in_flight(concurrency: int, workers: int, slots: int) -> None:
-    assert request_slots(concurrency, workers) == slots
+def test_the_requests_in_flight_on_a_cluster_never_exceed_concurrency(
+    concurrency: int, workers: int, per_batch: int, batches: int
+) -> None:
+    shares = Shares.of(concurrency, workers)
+    assert (shares.per_batch, shares.batches) == (per_batch, batches)
+    assert shares.per_batch * shares.batches <= concurrency
 
 
 @pytest.fixture
@@ -159,9 +165,9 @@ def test_a_lost_worker_loses_no_row(
     make_settings: Callable[..., Settings],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """One of two workers is killed (SIGKILL) in the middle of the run: the scheduler gives its batch to the
-    other, so every valid row still arrives; the rows it sent before it died arrive twice at most, no more
-    than one batch of them."""
+    """One of two workers is killed (SIGKILL) in the middle of the run: the scheduler gives its batches to the
+    other, so every valid row still arrives; the rows it had sent arrive twice at most, no more than the batches
+    the run had out (a batch the dead worker finished but whose answers were not collected yet is run again)."""
     address, start_worker = scheduler
     doomed = start_worker()
     start_worker()
@@ -179,7 +185,8 @@ def test_a_lost_worker_loses_no_row(
     assert summary["delivered"] == len(expected.films)
     films = stored_films(sink)
     assert set(films) == expected.films, "a row was lost with its worker"
-    assert len(films) - len(set(films)) <= request_slots(8, 2) * ROWS_PER_REQUEST_SLOT
+    shares = Shares.of(8, 2)
+    assert len(films) - len(set(films)) <= BATCHES_OUT * shares.batches * shares.rows_per_batch
 
 
 def test_ctrl_c_on_a_cluster_then_a_re_run_delivers_every_row_once(

@@ -10,10 +10,12 @@ CONCURRENCY requests reach one sink.
 
 A stop (Ctrl-C, a refused configuration, the sink down) reaches each worker's plugin at once (`Client.run`):
 its sender then cuts retries short, as in this process. A lost worker's batch ends as not
-delivered (the LocalCluster this module starts does not re-run it elsewhere; on a cluster of your own, the
-scheduler's `allowed-failures` decides), and the next run sends those rows again under the same
-idempotency keys. The rows answered on the cluster but not yet reported back when the coordinator itself is
-killed are at most the batches in flight: the coordinator journals each delivery as its answer arrives.
+delivered (the LocalCluster this module starts does not run it again elsewhere; on a cluster of your own,
+the scheduler's `allowed-failures` decides, and a batch it runs again sends its rows again under the same
+idempotency keys: those the lost worker had sent, or finished without its answers collected yet, arrive
+twice at most, no more than the batches out). The rows answered on the cluster but not yet reported back
+when the coordinator itself is killed are at most the batches out: the coordinator journals each delivery as
+its answer arrives.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
@@ -34,67 +37,76 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from movymporter.delivery.outcome import Answer, Delivery, Outcome, Verdict
 from movymporter.delivery.sender import Sender, SinkHealth
-from movymporter.delivery.threads import threads_for
 from movymporter.errors import ConfigError
 from movymporter.journal import JournalWriter
 from movymporter.settings import Settings
 
 log = logging.getLogger("movymporter")
 
-ROWS_PER_REQUEST_SLOT = 4
-"""Rows in a batch for each request a batch may have in flight: enough that a batch's set-up cost is small
-next to its rows, few enough that a lost batch loses little."""
+ROWS_PER_REQUEST_SLOT = 16
+"""Rows in a batch for each request a batch may have in flight: enough that a batch's cost in the scheduler is
+small next to its rows, few enough that a lost batch loses little."""
+BATCHES_PER_WORKER = 2
+"""Batches a worker sends at once: while one waits for its last answers, the next has started."""
+BATCHES_OUT = 2
+"""Batches the run has out for each one that may send: those sending, and as many ready to start."""
 
 
-def request_slots(concurrency: int, workers: int) -> int:
-    """Requests each batch may have in flight: CONCURRENCY shared by the workers there are at the start."""
-    return max(1, concurrency // max(1, workers))
+@dataclass(frozen=True)
+class Shares:
+    """How CONCURRENCY is shared on a cluster of `workers` workers: each batch may have `per_batch` requests in
+    flight, and the cluster-wide semaphore lets `batches` of them send at once, so that the requests in flight
+    never exceed CONCURRENCY, however many workers there are, or join later."""
+
+    per_batch: int
+    batches: int
+
+    @classmethod
+    def of(cls, concurrency: int, workers: int) -> Shares:
+        per_batch = max(1, concurrency // (max(1, workers) * BATCHES_PER_WORKER))
+        return cls(per_batch, max(1, concurrency // per_batch))
+
+    @property
+    def rows_per_batch(self) -> int:
+        return self.per_batch * ROWS_PER_REQUEST_SLOT
 
 
 class SendingPlugin(WorkerPlugin):
-    """A Dask worker's part of one run: its sender, made once, and a watch on the run's stop event."""
+    """A Dask worker's part of one run: its sender (session, retry policy), made once for every batch."""
 
-    def __init__(self, settings: Settings, name: str) -> None:
+    def __init__(self, settings: Settings, shares: Shares, name: str) -> None:
         """Only what travels to the workers (pickled): the rest is made on each worker, in `setup`."""
         self.settings = settings
+        self.shares = shares
         self.name = name
         self._sender: Sender | None = None
-        self._pool: ThreadPoolExecutor | None = None
         self._semaphore: Semaphore | None = None
 
     def setup(self, worker: Any) -> None:
         self._halt = threading.Event()
         self._sender = Sender(self.settings, halt=self._halt)
-        self._pool = ThreadPoolExecutor(threads_for(self.settings.concurrency), thread_name_prefix="movymporter-post")
 
     def teardown(self, worker: Any) -> None:
         self._halt.set()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
         if self._sender is not None:
             self._sender.close()
 
     def send(self, rows: list[tuple[int, bytes, str]]) -> list[Answer]:
-        """POST a batch, its rows in parallel up to the sender's request slots; one answer per row, in order."""
-        sender, pool = self._sender, self._pool
+        """POST a batch, `per_batch` rows at a time, once the cluster-wide semaphore lets it; one answer per row,
+        in order."""
+        sender = self._sender
         assert sender is not None, "set up by the worker first"
-        assert pool is not None, "set up by the worker first"
         if self._semaphore is None:  # made in a task's thread: it talks to the scheduler
-            self._semaphore = Semaphore(max_leases=self._leases(), name=self._semaphore_name())
-        with self._semaphore:
-            outcomes = pool.map(sender.deliver, (Delivery(line, [], body, key) for line, body, key in rows))
-            return [outcome.answer(sender.health.down) for outcome in outcomes]
+            name = f"movymporter-sink-{self.settings.url_out}"
+            self._semaphore = Semaphore(max_leases=self.shares.batches, name=name)
+        deliveries = [Delivery(line, [], body, key) for line, body, key in rows]
+        with self._semaphore, ThreadPoolExecutor(self.shares.per_batch, thread_name_prefix="movymporter-post") as pool:
+            outcomes = list(pool.map(sender.deliver, deliveries))
+        return [outcome.answer(sender.health.down) for outcome in outcomes]
 
     def limit(self) -> dict[str, Any]:
         assert self._sender is not None
         return self._sender.slots.describe()
-
-    def _leases(self) -> int:
-        """Batches sent at once on the whole cluster: each has the request slots of one worker's share."""
-        return max(1, self.settings.workers)
-
-    def _semaphore_name(self) -> str:
-        return f"movymporter-sink-{self.settings.url_out}"
 
     def stop(self) -> None:
         """The run stops: cut retries short, as in the coordinator."""
@@ -142,7 +154,7 @@ class ClusterExecutor:
         self._parts = contextlib.ExitStack()
         self._name = f"movymporter-{uuid.uuid4().hex[:12]}"
         self._client: Client
-        self._slots = 1
+        self._shares = Shares(1, 1)
 
     def __enter__(self) -> ClusterExecutor:
         settings = self._settings
@@ -166,15 +178,18 @@ class ClusterExecutor:
             if workers == 0:
                 self._client.wait_for_workers(1, timeout=settings.connect_timeout * 10)
                 workers = len(self._client.scheduler_info(n_workers=-1)["workers"])
-            self._slots = request_slots(settings.concurrency, workers)
-            plugin_settings = settings.model_copy(update={"concurrency": self._slots, "workers": workers})
-            self._client.register_plugin(SendingPlugin(plugin_settings, self._name), name=self._name)
+            self._shares = Shares.of(settings.concurrency, workers)
+            # Each worker's sender has room for its batches at once; the semaphore holds the cluster to CONCURRENCY.
+            slots = self._shares.per_batch * BATCHES_PER_WORKER
+            plugin_settings = settings.model_copy(update={"concurrency": slots, "workers": workers})
+            self._client.register_plugin(SendingPlugin(plugin_settings, self._shares, self._name), name=self._name)
             parts.callback(self._client.unregister_worker_plugin, self._name)
             log.info(
-                "sending from a Dask cluster at %s: %d workers, %d requests in flight each",
+                "sending from a Dask cluster at %s: %d workers, %d batches at once of %d requests in flight each",
                 self._client.scheduler.address,
                 workers,
-                self._slots,
+                self._shares.batches,
+                self._shares.per_batch,
             )
             self._parts = parts.pop_all()
         return self
@@ -196,8 +211,8 @@ class ClusterExecutor:
     def run(self, deliveries: Iterator[Delivery], *, halt: threading.Event, grace_s: float) -> bool:
         """Deliver everything `deliveries` yields; False when, after a halt, rows were still in flight `grace_s`
         seconds later (their outcomes are then not recorded)."""
-        client, batch_rows = self._client, self._slots * ROWS_PER_REQUEST_SLOT
-        window = max(2, 2 * len(client.scheduler_info(n_workers=-1)["workers"]))
+        client, batch_rows = self._client, self._shares.rows_per_batch
+        window = BATCHES_OUT * self._shares.batches
         pending: dict[Any, list[Delivery]] = {}
         done: queue.SimpleQueue[Any] = queue.SimpleQueue()
         """The futures that finished, as they finish (Dask calls back from a thread of its own)."""
