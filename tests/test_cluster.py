@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from bench.generate import Expected
@@ -18,7 +19,7 @@ from movymporter import cli, pipeline
 from movymporter.delivery.cluster import BATCHES_OUT, Shares
 from movymporter.settings import Settings
 from movymporter.status import ExitStatus
-from tests.conftest import ROOT, AfterDelivered, RunningSink, assert_accounted, wait_until
+from tests.conftest import ROOT, AfterDelivered, RunningSink, assert_accounted, read_csv, wait_until
 from tests.test_faults import assert_stored_exactly_once, stored_films
 
 pytestmark = pytest.mark.slow
@@ -229,3 +230,35 @@ def test_a_scheduler_that_does_not_answer_is_a_clear_error(
     assert "DASK_SCHEDULER (--scheduler) tcp://127.0.0.1:1: no Dask scheduler answered within 2 s" in error
     assert "Traceback" not in error
     assert reliable_sink.post_counts() == {}
+
+
+def test_a_worker_lost_from_the_local_cluster_ends_its_rows_as_not_delivered_and_a_re_run_sends_them(
+    start_sink: Callable[..., RunningSink],
+    generated: Callable[..., tuple[Path, Expected]],
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The LocalCluster the run starts does not run a lost worker's batches again: their rows are reported as
+    not delivered, the run goes on with the other worker, and the re-run sends them under the same keys. At a
+    sink that stores every request, nothing is lost and no more than the batches out arrive twice."""
+    sink = start_sink(failure_rate=0.2, seed=9, idempotency="off")
+    path, expected = generated(2000, seed=14)
+    settings = make_settings(csv_in=path, url_out=sink.movies_url, engine="dask", workers=2, concurrency=8)
+
+    def kill_a_worker() -> None:
+        workers = [child for child in psutil.Process().children() if "spawn_main" in " ".join(child.cmdline())]
+        workers[0].kill()
+
+    killed = AfterDelivered(300, kill_a_worker)
+    first = pipeline.run(settings, on_outcome=killed)
+    lost = [row for row in read_csv(settings.report_dir / "rejected.csv")[1:] if row[1] == "delivery"]
+    second = pipeline.run(settings)
+
+    assert killed.done.is_set()
+    assert first.exit_status is ExitStatus.ROWS_NOT_DELIVERED
+    assert first.summary["not_attempted"] == len(lost) > 0
+    assert all("the Dask worker sending it was lost" in row[2] for row in lost)
+    assert second.summary["delivered"] == len(expected.films)
+    films = stored_films(sink)
+    assert set(films) == expected.films
+    shares = Shares.of(8, 2)
+    assert len(films) - len(set(films)) <= BATCHES_OUT * shares.batches * shares.rows_per_batch
