@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic_core import PydanticCustomError
 
-from movymporter.fields import FILM, Field, compiled
+from movymporter.fields import FILM, Field
 
 PlainKey = Callable[[Sequence[str]], str | None]
 """The cells of a row of the expected width -> its record key, or None when the model must decide."""
@@ -85,14 +85,29 @@ def _respelling(table: Sequence[Field], max_year: int) -> Respelt:
     another case): each such cell as its field's rule makes it, so the model's rule is the only statement of
     it; None if the rule refuses it (a decimal out of range), which leaves the row to the model.
 
-    Written for the table (see `fields.compiled`): a fifth of the rows of a real export need it."""
-    respellers = {
-        field.name: _respeller(parse, field.kind.key)
-        for field in table
+    A fifth of the rows of a real export need it: which cells the groups stand for, and how each is respelt, is
+    found here once for the table, so a row costs its groups, a copy of its cells and the join."""
+    # The row's regex has a group for each of these fields (one at most a field), in their order: the nth group
+    # is grouped[n], the field's position among the values and its respelling. (Indexed rather than zipped: a
+    # zip with `strict=`, which ruff asks for, makes the call a fifth slower.)
+    grouped = tuple(
+        (index, _respeller(parse, field.kind.key))
+        for index, field in enumerate(table)
         if (parse := _group_parse(field, max_year)) is not None
-    }
-    source = _respelt_source([field.name for field in table], list(respellers))
-    return compiled("respelt", source, {f"_respell_{name}": respell for name, respell in respellers.items()}, __name__)
+    )
+
+    def respelt(values: Sequence[str], plain: re.Match[str]) -> str | None:
+        cells = list(values)
+        for group, caught in enumerate(plain.groups()):
+            if caught is not None:
+                index, respell = grouped[group]
+                spelt = respell(caught)
+                if spelt is None:
+                    return None
+                cells[index] = spelt
+        return '"'.join(cells)
+
+    return respelt
 
 
 def _group_parse(field: Field, max_year: int) -> Callable[[str], object] | None:
@@ -101,22 +116,6 @@ def _group_parse(field: Field, max_year: int) -> Callable[[str], object] | None:
     if groups > 1 or (groups and parse is None):
         raise ValueError(f"the plain form of {field.name} must hold one group at most, and then a PlainValidator")
     return parse if groups else None
-
-
-def _respelt_source(names: list[str], grouped: list[str]) -> str:
-    """`respelt(_values, _plain)`: the cells in locals named as their fields, those of the groups respelt."""
-    lines = ["def respelt(_values, _plain):", f"    {', '.join(names)}, = _values"]
-    if grouped:
-        lines.append(f"    {', '.join(f'_{name}' for name in grouped)}, = _plain.groups()")
-    for name in grouped:
-        lines += [
-            f"    if _{name} is not None:",
-            f"        {name} = _respell_{name}(_{name})",
-            f"        if {name} is None:",
-            "            return None",
-        ]
-    lines.append(f"    return '\"'.join(({', '.join(names)},))")
-    return "\n".join(lines) + "\n"
 
 
 def _respeller(parse: Callable[[str], object], key: Callable[[Any], str] | None) -> Callable[[str], str | None]:

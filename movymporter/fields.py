@@ -192,18 +192,6 @@ def _plain_years(max_year: int) -> str:
     return digits_between(FIRST_YEAR, min(max_year, 9999), 4)
 
 
-def compiled(name: str, source: str, namespace: dict[str, Any], module: str) -> Callable[..., Any]:
-    """The function `name` that `source`, written from the table, defines, with the globals of `namespace`.
-
-    A record key, a body or a respelt key is spelt once a row, and a function written for the table's fields
-    (as `dataclasses` writes `__init__`) runs as fast as one written by hand, where a loop over the fields takes
-    half as long again. It belongs to `module`, so that it pickles by name when the module holds it."""
-    namespace = {**namespace, "__name__": module}
-    exec(compile(source, f"<{name}, written from the table of fields>", "exec"), namespace)
-    function: Callable[..., Any] = namespace[name]
-    return function
-
-
 @dataclass(frozen=True, slots=True)
 class Kind:
     """A JSON type of the sink's, as the record key and the body spell its values.
@@ -253,7 +241,8 @@ class Field:
     default: Any = REQUIRED
 
     def __post_init__(self) -> None:
-        # `schema` and `fastpath` write code with the names: a name that is not a plain identifier would break it.
+        # The model makes each name an attribute (`movie.year`), and pydantic takes one with a leading underscore
+        # for a private attribute, not a field: so a name is one that can be written after the dot.
         if not self.name.isidentifier() or keyword.iskeyword(self.name) or self.name.startswith("_"):
             raise ValueError(f"a field's name must be a plain identifier, not {self.name!r}")
 

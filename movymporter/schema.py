@@ -29,7 +29,7 @@ from movymporter.fields import (
     TEXT_PATTERN,
     TYPE_ERROR,
     Field,
-    compiled,
+    Kind,
     digits_between,
 )
 
@@ -92,17 +92,11 @@ class Terms:
     plain_body: Callable[[str], bytes]
 
     def __reduce__(self) -> str | tuple[Any, ...]:
-        # A contract may judge rows in another process: the film's terms go there by name, as their functions do.
+        # A contract may judge rows in another process: the film's terms go there by name, so that the model there
+        # is the same class; other terms are made again there from their table.
         return "TERMS" if self is TERMS else (terms_of, (self.table, self.model.__name__))
 
 
-_RECORD_KEY_DOC = """What makes two records the same, as a string: equal keys exactly when `to_json` gives equal bodies.
-
-The values as their JSON spells them (a float as its repr, null as nothing), joined by '"'; a text escapes its
-quotes and backslashes, so that the key splits back into the same values. A dry run needs no body, only this,
-and on the fast path most rows' keys are their cells joined as they are: the join the fast path's regex needs
-anyway."""
-_PLAIN_BODY_DOC = "The JSON body of a record whose key the fast path gave: the bytes `to_json` gives for it."
 _MODEL_DOC = "A film as the sink accepts it. Field order is the JSON order."
 
 
@@ -112,32 +106,58 @@ def terms_of(table: Sequence[Field], name: str = "Movie") -> Terms:
     table = tuple(table)
     definitions: dict[str, Any] = {field.name: (_annotation(field), field.default) for field in table}
     model = create_model(name, __base__=ContractModel, __module__=__name__, __doc__=_MODEL_DOC, **definitions)
-    key = compiled("record_key", _record_key_source(table), {f"_key_{f.name}": f.kind.key for f in table}, __name__)
-    body = compiled("plain_body", _plain_body_source(table), {}, __name__)
-    key.__doc__, body.__doc__ = _RECORD_KEY_DOC, _PLAIN_BODY_DOC
-    return Terms(table, tuple(field.name for field in table), model, key, body)
+    return Terms(table, tuple(field.name for field in table), model, RecordKey.of(table), PlainBody.of(table))
 
 
 def _annotation(field: Field) -> Any:
     return Annotated[(field.kind.type, *field.rules)] if field.rules else field.kind.type
 
 
-def _record_key_source(table: Sequence[Field]) -> str:
-    """`record_key(movie)`: each value spelt by its kind, all in one join."""
-    spelt = (f"movie.{f.name}" if f.kind.key is None else f"_key_{f.name}(movie.{f.name})" for f in table)
-    return f"def record_key(movie):\n    return '\"'.join(({', '.join(spelt)},))\n"
+@dataclass(frozen=True, slots=True)
+class RecordKey:
+    """What makes two records the same, as a string: equal keys exactly when `to_json` gives equal bodies.
+
+    The values as their JSON spells them (a float as its repr, null as nothing), joined by '"'; a text escapes its
+    quotes and backslashes, so that the key splits back into the same values. A dry run needs no body, only this,
+    and on the fast path most rows' keys are their cells joined as they are: the join the fast path's regex needs
+    anyway."""
+
+    spellings: tuple[tuple[str, Callable[[Any], str] | None], ...]
+    """Each field's attribute, in JSON order, and how its kind spells the value (None: as it is)."""
+
+    @classmethod
+    def of(cls, table: Sequence[Field]) -> RecordKey:
+        return cls(tuple((field.name, field.kind.key) for field in table))
+
+    def __call__(self, movie: ContractModel) -> str:
+        spelt: list[str] = []
+        for name, spell in self.spellings:
+            value = getattr(movie, name)
+            spelt.append(value if spell is None else spell(value))
+        return '"'.join(spelt)
 
 
-def _plain_body_source(table: Sequence[Field]) -> str:
-    """`plain_body(_key)`: the key split into locals named as the fields, and one f-string of the JSON object."""
+@dataclass(frozen=True, slots=True)
+class PlainBody:
+    """The JSON body of a record whose key the fast path gave: the bytes `to_json` gives for it.
 
-    def member(field: Field) -> str:
-        value = f'{{{field.name} or "null"}}' if field.kind.nullable else f"{{{field.name}}}"
-        return f'"{field.name}":' + (f'"{value}"' if field.kind.quoted else value)
+    Such a key holds no quote or backslash in its values (nothing was escaped), so it splits into one spelling
+    per field: the value's JSON, but for the quotes of a string and the null of an empty number, which the
+    field's kind says."""
 
-    names = ", ".join(field.name for field in table)
-    members = ",".join(member(field) for field in table)
-    return f"def plain_body(_key):\n    {names}, = _key.split('\"')\n    return f'{{{{{members}}}}}'.encode()\n"
+    members: tuple[tuple[str, Kind], ...]
+    """Each field's name, in JSON order, and its kind."""
+
+    @classmethod
+    def of(cls, table: Sequence[Field]) -> PlainBody:
+        return cls(tuple((field.name, field.kind) for field in table))
+
+    def __call__(self, key: str) -> bytes:
+        written: list[str] = []
+        for (name, kind), spelling in zip(self.members, key.split('"'), strict=True):
+            value = "null" if kind.nullable and not spelling else spelling
+            written.append(f'"{name}":"{value}"' if kind.quoted else f'"{name}":{value}')
+        return ("{" + ",".join(written) + "}").encode()
 
 
 TERMS = terms_of(FILM)

@@ -61,7 +61,8 @@ def test_each_plain_form_has_one_group_at_most_and_then_a_parse_rule(field: Fiel
 
 @pytest.mark.parametrize("name", ["", "1st", "class", "_hidden", "a-b", "a b", "a.b"])
 def test_a_field_name_must_be_a_plain_identifier(name: str) -> None:
-    """Code is written from the names: one that is not a plain identifier is refused when the table is made."""
+    """A name is the model's attribute (`movie.year`): one that is not a plain identifier is refused when the
+    table is made."""
     with pytest.raises(ValueError, match="plain identifier"):
         Field(name, TEXT, (TEXT_RULE,), "", "")
 
