@@ -254,9 +254,8 @@ class ClusterExecutor:
             answers = [Answer(delivery.line, aborted, reason, None, 0, 0, [], 0, why, False) for delivery in batch]
         with self.lock:
             for delivery, answer in zip(batch, answers, strict=True):
-                if answer.sink_down and not self._health.down:
-                    self._health.down = True
-                    self._health.last_error = answer.last_error
+                if answer.sink_down:
+                    self._health.found_down(answer.last_error)
                 del self.unfinished[delivery.line]
                 outcome = Outcome.from_answer(delivery, answer)
                 if self._journal is not None and outcome.verdict is Verdict.DELIVERED:

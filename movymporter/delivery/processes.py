@@ -228,9 +228,8 @@ class ProcessExecutor:
         with self.lock:
             for answer in answers:
                 sent.discard(answer.line)
-                if answer.sink_down and not self._health.down:
-                    self._health.down = True
-                    self._health.last_error = answer.last_error
+                if answer.sink_down:
+                    self._health.found_down(answer.last_error)
                 if self._closed:
                     continue
                 self._on_outcome(Outcome.from_answer(self.unfinished.pop(answer.line), answer))

@@ -63,6 +63,13 @@ class SinkHealth:
         self.answers += 1
         self._failing_since = None
 
+    def found_down(self, last_error: str) -> None:
+        """A sending process or cluster worker found the sink down: so it is for the whole run (the first error
+        reported stays)."""
+        if not self.down:
+            self.down = True
+            self.last_error = last_error
+
     def failed(self, error: str) -> None:
         self.last_error = error
         now = self._clock()
