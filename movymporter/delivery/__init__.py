@@ -14,6 +14,8 @@ choice, made in one place; nothing else knows.
     limits.py     request slots (fixed, or adaptive AIMD) and the admission of spare threads
     threads.py    ThreadExecutor: threads of this process
     processes.py  ProcessExecutor: worker processes (WORKERS > 1), each running worker.py
+    worker.py     what one worker process runs
+    cluster.py    ClusterExecutor: a Dask cluster (ENGINE=dask)
 """
 
 from __future__ import annotations
